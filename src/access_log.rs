@@ -1,0 +1,55 @@
+//! The access log: one line per request in the configured NGINX `log_format`, written to stdout,
+//! stderr or a file. When `access_log: off` nothing is formatted.
+
+use crate::config::{AccessLogConfig, LogTarget};
+use crate::vars::{Template, VarSource};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::sync::Mutex;
+
+enum Out {
+    Stdout,
+    Stderr,
+    File(Mutex<File>),
+}
+
+/// An open access log.
+pub struct AccessLog {
+    format: Template,
+    out: Out,
+}
+
+impl AccessLog {
+    /// Open the log's target (files are created and appended to).
+    pub fn open(cfg: &AccessLogConfig) -> std::io::Result<AccessLog> {
+        let out = match &cfg.target {
+            LogTarget::Stdout => Out::Stdout,
+            LogTarget::Stderr => Out::Stderr,
+            LogTarget::File(p) => Out::File(Mutex::new(
+                OpenOptions::new().create(true).append(true).open(p)?,
+            )),
+        };
+        Ok(AccessLog {
+            format: cfg.format.clone(),
+            out,
+        })
+    }
+
+    /// Format one line (variables without a value render as `-`, like NGINX) and write it.
+    pub fn log(&self, vars: &dyn VarSource) {
+        let mut line = String::with_capacity(160);
+        self.format.render_into(vars, "-", &mut line);
+        line.push('\n');
+        let res = match &self.out {
+            Out::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
+            Out::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
+            Out::File(f) => match f.lock() {
+                Ok(mut f) => f.write_all(line.as_bytes()),
+                Err(_) => Ok(()),
+            },
+        };
+        if let Err(e) = res {
+            log::warn!("access log write failed: {e}");
+        }
+    }
+}

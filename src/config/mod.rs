@@ -1,0 +1,1045 @@
+//! Configuration: the YAML schema (`raw`), NGINX units (`units`), `${VAR}` expansion (`env`),
+//! error positions (`span`), and the compiled, immutable [`Config`] snapshot that request
+//! handling reads. Nothing here runs per request.
+
+pub mod env;
+pub mod raw;
+pub mod span;
+pub mod units;
+
+use crate::headers::{AddHeader, Expires, HeaderRules};
+use crate::router::{Matcher, Router};
+use crate::vars::{Template, Var};
+use http::HeaderName;
+use pingora_core::upstreams::peer::HttpPeer;
+use raw::{RawAddHeader, RawConfig, RawLocation};
+use regex::Regex;
+use serde_yaml::Value;
+use span::SpanIndex;
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A config error with the file, line and column it refers to.
+#[derive(Debug, Clone)]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file.display(),
+            self.line,
+            self.column,
+            self.message
+        )
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Where a log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorLogConfig {
+    pub level: log::LevelFilter,
+    pub target: LogTarget,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessLogConfig {
+    pub format: Template,
+    pub target: LogTarget,
+}
+
+/// A named upstream with its pre-resolved address and a ready `HttpPeer` (timeouts set).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// `host:port` as written, NGINX's `$proxy_host` and the default upstream `Host`.
+    pub proxy_host: String,
+    pub peer: HttpPeer,
+    pub keepalive: usize,
+}
+
+/// What `symlinks:` allows when serving files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymlinkPolicy {
+    /// Follow symlinks only when the target stays inside the root (default).
+    WithinRoot,
+    /// Follow any symlink (NGINX's default `disable_symlinks off`).
+    Follow,
+}
+
+/// How `If-Modified-Since` is compared (NGINX `if_modified_since`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImsMode {
+    Off,
+    Exact,
+    Before,
+}
+
+#[derive(Debug, Clone)]
+pub enum DocRoot {
+    /// `root`: the full URI is appended.
+    Root(PathBuf),
+    /// `alias`: the location prefix is replaced.
+    Alias { dir: PathBuf, prefix: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct StaticConfig {
+    pub doc_root: DocRoot,
+    pub index: Vec<String>,
+    pub symlinks: SymlinkPolicy,
+    pub if_modified_since: ImsMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub upstream: usize,
+    /// The URI part of `proxy_pass` and the location prefix it replaces.
+    pub rewrite: Option<(String, String)>,
+    pub set_headers: Vec<(HeaderName, Template)>,
+    pub buffering: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Handler {
+    Static(StaticConfig),
+    Proxy(ProxyConfig),
+}
+
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// How it was declared, for logs and metrics (`= /script.js`, `/`, `~ \.js$`).
+    pub name: String,
+    pub handler: Handler,
+    pub headers: HeaderRules,
+    pub intercept_errors: bool,
+}
+
+/// The compiled configuration. Immutable; shared as `Arc<Config>`.
+#[derive(Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    pub threads: usize,
+    pub pid_file: Option<PathBuf>,
+    pub grace_period: Duration,
+    pub error_log: ErrorLogConfig,
+    pub access_log: Option<AccessLogConfig>,
+    pub upstreams: Vec<Upstream>,
+    pub locations: Vec<Location>,
+    pub router: Router,
+    /// Status → URI of its error page.
+    pub error_pages: HashMap<u16, String>,
+    pub types: HashMap<String, String>,
+    pub default_type: String,
+    /// Largest keep-alive pool asked for by any upstream.
+    pub keepalive_pool: usize,
+}
+
+const NGINX_COMBINED: &str =
+    "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
+
+impl Config {
+    /// Read, parse, validate and compile a config file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.to_path_buf(),
+            line: 0,
+            column: 0,
+            message: format!("cannot read config: {e}"),
+        })?;
+        Config::from_str(&src, path)
+    }
+
+    /// Parse `src` as if read from `path` (relative paths resolve against its directory).
+    pub fn from_str(src: &str, path: &Path) -> Result<Config, ConfigError> {
+        let raw: RawConfig = serde_yaml::from_str(src).map_err(|e| {
+            let (line, column) = e
+                .location()
+                .map(|l| (l.line(), l.column()))
+                .unwrap_or((1, 1));
+            ConfigError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                message: strip_position(&e.to_string()),
+            }
+        })?;
+        let base = path
+            .parent()
+            .map(Path::to_path_buf)
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| PathBuf::from("."));
+        let c = Compiler {
+            base,
+            spans: SpanIndex::new(src),
+            file: path.to_path_buf(),
+        };
+        c.compile(raw)
+    }
+}
+
+/// serde_yaml appends " at line L column C"; we print the position in front instead.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_string(),
+        None => msg.to_string(),
+    }
+}
+
+struct Compiler {
+    base: PathBuf,
+    spans: SpanIndex,
+    file: PathBuf,
+}
+
+type R<T> = Result<T, ConfigError>;
+
+impl Compiler {
+    fn err(&self, path: &str, msg: impl fmt::Display) -> ConfigError {
+        let (line, column) = self.spans.locate(path);
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            message: format!("`{path}`: {msg}"),
+        }
+    }
+
+    fn key_err(&self, path: &str, msg: impl fmt::Display) -> ConfigError {
+        let (line, column) = self.spans.locate_key(path);
+        ConfigError {
+            file: self.file.clone(),
+            line,
+            column,
+            message: format!("`{path}`: {msg}"),
+        }
+    }
+
+    /// A scalar as a string, `${VAR}`-expanded.
+    fn scalar(&self, path: &str, v: &Value) -> R<String> {
+        let s = match v {
+            Value::String(s) => s.clone(),
+            Value::Number(n) => n.to_string(),
+            Value::Bool(b) => b.to_string(),
+            _ => return Err(self.err(path, "expected a single value")),
+        };
+        self.expand(path, &s)
+    }
+
+    fn expand(&self, path: &str, s: &str) -> R<String> {
+        env::expand(s).map_err(|e| self.err(path, e))
+    }
+
+    /// A boolean in NGINX's words too: `on`/`off`, `true`/`false`, `yes`/`no`.
+    fn flag(&self, path: &str, v: Option<&Value>, default: bool) -> R<bool> {
+        let Some(v) = v else { return Ok(default) };
+        match self.scalar(path, v)?.to_ascii_lowercase().as_str() {
+            "on" | "true" | "yes" => Ok(true),
+            "off" | "false" | "no" => Ok(false),
+            other => Err(self.err(path, format!("`{other}`: expected on/off (or true/false)"))),
+        }
+    }
+
+    fn duration(&self, path: &str, v: Option<&Value>, default: Duration) -> R<Duration> {
+        match v {
+            None => Ok(default),
+            Some(v) => {
+                let s = self.scalar(path, v)?;
+                units::parse_duration(&s).map_err(|e| self.err(path, e))
+            }
+        }
+    }
+
+    fn path(&self, path: &str, s: &str) -> R<PathBuf> {
+        let s = self.expand(path, s)?;
+        if s.is_empty() {
+            return Err(self.err(path, "empty path"));
+        }
+        let p = PathBuf::from(s);
+        Ok(if p.is_absolute() {
+            p
+        } else {
+            self.base.join(p)
+        })
+    }
+
+    fn template(&self, path: &str, s: &str) -> R<Template> {
+        let s = self.expand(path, s)?;
+        Template::parse(&s).map_err(|e| self.err(path, e))
+    }
+
+    fn header_name(&self, path: &str, name: &str) -> R<HeaderName> {
+        HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| self.key_err(path, format!("invalid header name `{name}`")))
+    }
+
+    fn log_target(&self, path: &str, s: &str) -> R<LogTarget> {
+        Ok(match s {
+            "stdout" | "/dev/stdout" => LogTarget::Stdout,
+            "stderr" | "/dev/stderr" => LogTarget::Stderr,
+            other => LogTarget::File(self.path(path, other)?),
+        })
+    }
+
+    fn compile(self, raw: RawConfig) -> R<Config> {
+        // listen
+        if raw.listen.is_empty() {
+            return Err(self.err("listen", "at least one address is required"));
+        }
+        let mut listen = Vec::new();
+        for (i, v) in raw.listen.iter().enumerate() {
+            let p = format!("listen[{i}]");
+            let s = self.scalar(&p, v)?;
+            let s = if s.chars().all(|c| c.is_ascii_digit()) {
+                format!("0.0.0.0:{s}")
+            } else {
+                s
+            };
+            let addr = s
+                .to_socket_addrs()
+                .ok()
+                .and_then(|mut a| a.next())
+                .ok_or_else(|| {
+                    self.err(
+                        &p,
+                        format!("invalid listen address `{s}` (expected `addr:port` or a port)"),
+                    )
+                })?;
+            listen.push(addr);
+        }
+
+        let threads = match &raw.threads {
+            None => 1,
+            Some(v) => {
+                let s = self.scalar("threads", v)?;
+                if s == "auto" {
+                    std::thread::available_parallelism()
+                        .map(|n| n.get())
+                        .unwrap_or(1)
+                } else {
+                    match s.parse::<usize>() {
+                        Ok(n) if (1..=1024).contains(&n) => n,
+                        _ => {
+                            return Err(self.err(
+                                "threads",
+                                format!("expected `auto` or a number from 1 to 1024, got `{s}`"),
+                            ))
+                        }
+                    }
+                }
+            }
+        };
+
+        // An empty value (e.g. `${OUTRIGGER_PID_FILE:-}`) means no pid file.
+        let pid_file = match raw
+            .pid_file
+            .as_deref()
+            .map(|p| self.expand("pid_file", p))
+            .transpose()?
+        {
+            Some(p) if !p.is_empty() => Some(self.path("pid_file", &p)?),
+            _ => None,
+        };
+        let grace_period = self.duration(
+            "grace_period",
+            raw.grace_period.as_ref(),
+            Duration::from_secs(10),
+        )?;
+
+        let error_log = {
+            let (level, target) = match &raw.error_log {
+                Some(e) => (e.level.as_deref(), e.target.as_deref()),
+                None => (None, None),
+            };
+            let level = match level.unwrap_or("warn") {
+                "debug" => log::LevelFilter::Debug,
+                "info" | "notice" => log::LevelFilter::Info,
+                "warn" => log::LevelFilter::Warn,
+                "error" | "crit" | "alert" | "emerg" => log::LevelFilter::Error,
+                "off" => log::LevelFilter::Off,
+                other => return Err(self.err("error_log.level", format!("unknown level `{other}` (debug, info, notice, warn, error, crit, alert, emerg, off)"))),
+            };
+            let target = match target.unwrap_or("stderr") {
+                "stdout" | "/dev/stdout" => LogTarget::Stdout,
+                "stderr" | "/dev/stderr" => LogTarget::Stderr,
+                other => {
+                    return Err(self.err(
+                        "error_log.target",
+                        format!("`{other}`: the error log goes to `stdout` or `stderr`"),
+                    ))
+                }
+            };
+            ErrorLogConfig { level, target }
+        };
+
+        let access_log = self.access_log(&raw)?;
+
+        // upstreams
+        let mut upstreams = Vec::new();
+        for (name, u) in &raw.upstreams {
+            let p = format!("upstreams.{name}");
+            upstreams.push(self.upstream(&p, name, u)?);
+        }
+
+        let types: HashMap<String, String> = raw
+            .types
+            .iter()
+            .map(|(k, v)| (k.trim_start_matches('.').to_ascii_lowercase(), v.clone()))
+            .collect();
+        let default_type = raw
+            .default_type
+            .clone()
+            .unwrap_or_else(|| "application/octet-stream".to_string());
+
+        let symlinks = self.symlinks(
+            "symlinks",
+            raw.symlinks.as_deref(),
+            SymlinkPolicy::WithinRoot,
+        )?;
+        let ims = match raw.if_modified_since.as_deref().unwrap_or("exact") {
+            "exact" => ImsMode::Exact,
+            "before" => ImsMode::Before,
+            "off" => ImsMode::Off,
+            other => {
+                return Err(self.err(
+                    "if_modified_since",
+                    format!("`{other}`: expected exact, before or off"),
+                ))
+            }
+        };
+        let server = ServerDefaults {
+            root: raw
+                .root
+                .as_deref()
+                .map(|r| self.path("root", r))
+                .transpose()?,
+            index: raw.index.clone(),
+            proxy_set_header: raw.proxy_set_header.as_ref(),
+            add_header: raw.add_header.as_ref(),
+            set_header: raw.set_header.as_ref(),
+            hide_header: raw.hide_header.as_ref(),
+            intercept_errors: self.flag(
+                "intercept_errors",
+                raw.intercept_errors.as_ref(),
+                false,
+            )?,
+            symlinks,
+            ims,
+        };
+
+        // locations
+        let mut locations = Vec::new();
+        let mut matchers = Vec::new();
+        for (i, l) in raw.locations.iter().enumerate() {
+            let p = format!("locations[{i}]");
+            let (matcher, name) = self.matcher(&p, l)?;
+            let loc = self.location(&p, l, &matcher, name, &server, &mut upstreams)?;
+            matchers.push((matcher, p));
+            locations.push(loc);
+        }
+        let router = Router::new(matchers.iter().map(|(m, _)| m.clone()).collect())
+            .map_err(|(i, e)| self.err(&matchers[i].1, e))?;
+
+        // error pages
+        let mut error_pages = HashMap::new();
+        for (k, uri) in &raw.error_pages {
+            let codes = match k {
+                Value::Number(n) => n.to_string(),
+                Value::String(s) => s.clone(),
+                _ => {
+                    return Err(self.err(
+                        "error_pages",
+                        "keys are status codes, e.g. `\"500 502 503 504\"`",
+                    ))
+                }
+            };
+            let p = format!("error_pages.{codes}");
+            for c in codes.split_whitespace() {
+                let code: u16 = c
+                    .parse()
+                    .ok()
+                    .filter(|c| (300..=599).contains(c))
+                    .ok_or_else(|| {
+                        self.key_err(&p, format!("`{c}` is not a status code from 300 to 599"))
+                    })?;
+                if !uri.starts_with('/') {
+                    return Err(self.err(
+                        &p,
+                        format!("error page `{uri}` must be a URI starting with `/`"),
+                    ));
+                }
+                match router.find(uri).map(|i| &locations[i].handler) {
+                    Some(Handler::Static(_)) => {}
+                    Some(Handler::Proxy(_)) => return Err(self.err(&p, format!("error page `{uri}` is routed to a proxy location; it must be served by a `root`/`alias` location"))),
+                    None => return Err(self.err(&p, format!("error page `{uri}` matches no location"))),
+                }
+                error_pages.insert(code, uri.clone());
+            }
+        }
+
+        let keepalive_pool = upstreams.iter().map(|u| u.keepalive).max().unwrap_or(128);
+        Ok(Config {
+            file: self.file.clone(),
+            listen,
+            threads,
+            pid_file,
+            grace_period,
+            error_log,
+            access_log,
+            upstreams,
+            locations,
+            router,
+            error_pages,
+            types,
+            default_type,
+            keepalive_pool,
+        })
+    }
+
+    fn access_log(&self, raw: &RawConfig) -> R<Option<AccessLogConfig>> {
+        let v = match &raw.access_log {
+            None => return Ok(None),
+            Some(v) => v,
+        };
+        let (format, path) = match v {
+            Value::String(s) if s == "off" => return Ok(None),
+            Value::Bool(false) => return Ok(None),
+            Value::Mapping(_) => {
+                let a: raw::RawAccessLog = serde_yaml::from_value(v.clone())
+                    .map_err(|e| self.err("access_log", strip_position(&e.to_string())))?;
+                (a.format, a.path)
+            }
+            _ => {
+                return Err(self.err(
+                    "access_log",
+                    "expected `off` or `{format: ..., path: stdout|stderr|FILE}`",
+                ))
+            }
+        };
+        let format = format.unwrap_or_else(|| "combined".to_string());
+        let text = match raw.log_formats.get(&format) {
+            Some(f) => f.clone(),
+            None if format == "combined" => NGINX_COMBINED.to_string(),
+            None => format,
+        };
+        let target = self.log_target("access_log.path", path.as_deref().unwrap_or("stdout"))?;
+        Ok(Some(AccessLogConfig {
+            format: self.template("access_log.format", &text)?,
+            target,
+        }))
+    }
+
+    fn upstream(&self, p: &str, name: &str, u: &raw::RawUpstream) -> R<Upstream> {
+        let addr_s = self.scalar(&format!("{p}.address"), &u.address)?;
+        let addr_s = addr_s
+            .strip_prefix("http://")
+            .unwrap_or(&addr_s)
+            .trim_end_matches('/')
+            .to_string();
+        let addr = resolve(&addr_s).map_err(|e| self.err(&format!("{p}.address"), e))?;
+        let sixty = Duration::from_secs(60);
+        let connect = self.duration(
+            &format!("{p}.connect_timeout"),
+            u.connect_timeout.as_ref(),
+            sixty,
+        )?;
+        let read = self.duration(&format!("{p}.read_timeout"), u.read_timeout.as_ref(), sixty)?;
+        let send = self.duration(&format!("{p}.send_timeout"), u.send_timeout.as_ref(), sixty)?;
+        let idle = self.duration(
+            &format!("{p}.keepalive_timeout"),
+            u.keepalive_timeout.as_ref(),
+            sixty,
+        )?;
+        Ok(make_upstream(
+            name,
+            addr,
+            &addr_s,
+            connect,
+            read,
+            send,
+            idle,
+            u.keepalive.unwrap_or(128),
+        ))
+    }
+
+    fn symlinks(&self, p: &str, v: Option<&str>, default: SymlinkPolicy) -> R<SymlinkPolicy> {
+        Ok(match v {
+            None => default,
+            Some("within_root") => SymlinkPolicy::WithinRoot,
+            Some("follow") => SymlinkPolicy::Follow,
+            Some(o) => {
+                return Err(self.err(p, format!("`{o}`: expected `within_root` or `follow`")))
+            }
+        })
+    }
+
+    fn matcher(&self, p: &str, l: &RawLocation) -> R<(Matcher, String)> {
+        let set: Vec<&str> = [
+            ("exact", l.exact.is_some()),
+            ("prefix", l.prefix.is_some()),
+            ("regex", l.regex.is_some()),
+            ("regex_i", l.regex_i.is_some()),
+        ]
+        .iter()
+        .filter(|(_, s)| *s)
+        .map(|(n, _)| *n)
+        .collect();
+        if set.len() != 1 {
+            return Err(self.err(
+                p,
+                format!(
+                "a location needs exactly one of `exact`, `prefix`, `regex`, `regex_i` (found {})",
+                if set.is_empty() { "none".to_string() } else { set.join(", ") }
+            ),
+            ));
+        }
+        let no_regex = self.flag(&format!("{p}.no_regex"), l.no_regex.as_ref(), false)?;
+        if no_regex && l.prefix.is_none() {
+            return Err(self.key_err(
+                &format!("{p}.no_regex"),
+                "`no_regex` (NGINX `^~`) only applies to a `prefix` location",
+            ));
+        }
+        let check_uri = |key: &str, s: &str| -> R<()> {
+            if s.starts_with('/') {
+                Ok(())
+            } else {
+                Err(self.err(&format!("{p}.{key}"), format!("`{s}` must start with `/`")))
+            }
+        };
+        Ok(if let Some(e) = &l.exact {
+            check_uri("exact", e)?;
+            (Matcher::Exact(e.clone()), format!("= {e}"))
+        } else if let Some(pre) = &l.prefix {
+            check_uri("prefix", pre)?;
+            let name = if no_regex {
+                format!("^~ {pre}")
+            } else {
+                pre.clone()
+            };
+            (
+                Matcher::Prefix {
+                    prefix: pre.clone(),
+                    no_regex,
+                },
+                name,
+            )
+        } else if let Some(r) = &l.regex {
+            Regex::new(r)
+                .map_err(|e| self.err(&format!("{p}.regex"), format!("invalid regex: {e}")))?;
+            (
+                Matcher::Regex {
+                    pattern: r.clone(),
+                    case_insensitive: false,
+                },
+                format!("~ {r}"),
+            )
+        } else {
+            let r = l.regex_i.as_deref().unwrap_or_default();
+            Regex::new(&format!("(?i){r}"))
+                .map_err(|e| self.err(&format!("{p}.regex_i"), format!("invalid regex: {e}")))?;
+            (
+                Matcher::Regex {
+                    pattern: r.to_string(),
+                    case_insensitive: true,
+                },
+                format!("~* {r}"),
+            )
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn location(
+        &self,
+        p: &str,
+        l: &RawLocation,
+        matcher: &Matcher,
+        name: String,
+        server: &ServerDefaults,
+        upstreams: &mut Vec<Upstream>,
+    ) -> R<Location> {
+        let handlers: Vec<&str> = [
+            ("root", l.root.is_some()),
+            ("alias", l.alias.is_some()),
+            ("proxy_pass", l.proxy_pass.is_some()),
+        ]
+        .iter()
+        .filter(|(_, s)| *s)
+        .map(|(n, _)| *n)
+        .collect();
+        if handlers.len() > 1 {
+            return Err(self.key_err(
+                &format!("{p}.{}", handlers[1]),
+                format!(
+                    "`{}` and `{}` cannot be combined in one location",
+                    handlers[0], handlers[1]
+                ),
+            ));
+        }
+        let handler = if let Some(pp) = &l.proxy_pass {
+            Handler::Proxy(self.proxy(p, pp, l, matcher, server, upstreams)?)
+        } else {
+            for key in ["buffering", "proxy_set_header"] {
+                let present = match key {
+                    "buffering" => l.buffering.is_some(),
+                    _ => l.proxy_set_header.is_some(),
+                };
+                if present {
+                    return Err(self.key_err(
+                        &format!("{p}.{key}"),
+                        format!("`{key}` needs `proxy_pass` in the same location"),
+                    ));
+                }
+            }
+            let doc_root = if let Some(a) = &l.alias {
+                let prefix = match matcher {
+                    Matcher::Exact(s) => s.clone(),
+                    Matcher::Prefix { prefix, .. } => prefix.clone(),
+                    Matcher::Regex { .. } => {
+                        return Err(self.key_err(
+                            &format!("{p}.alias"),
+                            "`alias` in a regex location is not supported; use `root`",
+                        ))
+                    }
+                };
+                DocRoot::Alias {
+                    dir: self.path(&format!("{p}.alias"), a)?,
+                    prefix,
+                }
+            } else if let Some(r) = &l.root {
+                DocRoot::Root(self.path(&format!("{p}.root"), r)?)
+            } else if let Some(r) = &server.root {
+                DocRoot::Root(r.clone())
+            } else {
+                return Err(self.err(
+                    p,
+                    "a location needs `root`, `alias` or `proxy_pass` (or a server-level `root`)",
+                ));
+            };
+            Handler::Static(StaticConfig {
+                doc_root,
+                index: l
+                    .index
+                    .clone()
+                    .or_else(|| server.index.clone())
+                    .unwrap_or_else(|| vec!["index.html".to_string()]),
+                symlinks: self.symlinks(
+                    &format!("{p}.symlinks"),
+                    l.symlinks.as_deref(),
+                    server.symlinks,
+                )?,
+                if_modified_since: server.ims,
+            })
+        };
+
+        // headers: NGINX inheritance — a level with its own list does not inherit the outer one
+        let add_src = l
+            .add_header
+            .as_ref()
+            .map(|a| (a, format!("{p}.add_header")))
+            .or_else(|| server.add_header.map(|a| (a, "add_header".to_string())));
+        let mut add = Vec::new();
+        if let Some((map, ap)) = add_src {
+            for (k, v) in map {
+                let hp = format!("{ap}.{k}");
+                let (value, always) = match v {
+                    RawAddHeader::Plain(v) => (v, false),
+                    RawAddHeader::Full { value, always } => (
+                        value,
+                        self.flag(&format!("{hp}.always"), always.as_ref(), false)?,
+                    ),
+                };
+                let raw_s = self.scalar(&hp, value)?;
+                add.push(AddHeader {
+                    name: self.header_name(&hp, k)?,
+                    value: self.template(&hp, &raw_s)?,
+                    always,
+                });
+            }
+        }
+        let set_src = l
+            .set_header
+            .as_ref()
+            .map(|a| (a, format!("{p}.set_header")))
+            .or_else(|| server.set_header.map(|a| (a, "set_header".to_string())));
+        let mut set = Vec::new();
+        if let Some((map, sp)) = set_src {
+            for (k, v) in map {
+                let hp = format!("{sp}.{k}");
+                let s = self.scalar(&hp, v)?;
+                set.push(AddHeader {
+                    name: self.header_name(&hp, k)?,
+                    value: self.template(&hp, &s)?,
+                    always: false,
+                });
+            }
+        }
+        let mut hide = Vec::new();
+        for (src, hp) in [
+            (server.hide_header, "hide_header".to_string()),
+            (l.hide_header.as_ref(), format!("{p}.hide_header")),
+        ] {
+            for (i, h) in src.into_iter().flatten().enumerate() {
+                hide.push(self.header_name(&format!("{hp}[{i}]"), h)?);
+            }
+        }
+        let expires = l
+            .expires
+            .as_ref()
+            .map(|v| self.expires(&format!("{p}.expires"), v))
+            .transpose()?;
+        let mut expires_if = Vec::new();
+        if let Some(list) = &l.expires_if {
+            let list: Vec<&raw::RawExpiresIf> = match list {
+                raw::OneOrMany::One(e) => vec![e],
+                raw::OneOrMany::Many(v) => v.iter().collect(),
+            };
+            let multi = list.len() > 1 || matches!(l.expires_if, Some(raw::OneOrMany::Many(_)));
+            for (i, e) in list.into_iter().enumerate() {
+                let ep = if multi {
+                    format!("{p}.expires_if[{i}]")
+                } else {
+                    format!("{p}.expires_if")
+                };
+                let re = Regex::new(&e.path).map_err(|err| {
+                    self.err(&format!("{ep}.path"), format!("invalid regex: {err}"))
+                })?;
+                expires_if.push((re, self.expires(&format!("{ep}.expires"), &e.expires)?));
+            }
+        }
+        Ok(Location {
+            name,
+            handler,
+            headers: HeaderRules {
+                expires,
+                expires_if,
+                add,
+                set,
+                hide,
+            },
+            intercept_errors: self.flag(
+                &format!("{p}.intercept_errors"),
+                l.intercept_errors.as_ref(),
+                server.intercept_errors,
+            )?,
+        })
+    }
+
+    fn expires(&self, p: &str, v: &Value) -> R<Expires> {
+        let s = self.scalar(p, v)?;
+        Ok(match s.as_str() {
+            "off" | "false" => Expires::Off,
+            "epoch" => Expires::Epoch,
+            "max" => Expires::Max,
+            other => {
+                let (neg, t) = match other.strip_prefix('-') {
+                    Some(t) => (true, t),
+                    None => (false, other),
+                };
+                let d = units::parse_duration(t)
+                    .map_err(|e| self.err(p, format!("{e}, or `epoch`, `max`, `off`")))?;
+                if neg {
+                    Expires::Epoch
+                } else {
+                    Expires::After(d)
+                }
+            }
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn proxy(
+        &self,
+        p: &str,
+        pp: &str,
+        l: &RawLocation,
+        matcher: &Matcher,
+        server: &ServerDefaults,
+        upstreams: &mut Vec<Upstream>,
+    ) -> R<ProxyConfig> {
+        let pk = format!("{p}.proxy_pass");
+        let pp = self.expand(&pk, pp)?;
+        let rest = if let Some(r) = pp.strip_prefix("http://") {
+            r
+        } else if pp.starts_with("https://") {
+            return Err(self.err(&pk, "https upstreams are not supported (outrigger is a loopback sidecar; build with TLS to add them)"));
+        } else {
+            return Err(self.err(&pk, format!("`{pp}`: expected `http://UPSTREAM[/uri]`")));
+        };
+        let (host, uri) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(&rest[i..])),
+            None => (rest, None),
+        };
+        if host.is_empty() {
+            return Err(self.err(&pk, format!("`{pp}`: missing upstream name")));
+        }
+        let upstream = match upstreams.iter().position(|u| u.name == host) {
+            Some(i) => i,
+            None => {
+                if !host.contains(':') {
+                    return Err(self.err(&pk, format!("unknown upstream `{host}` (define it under `upstreams:` or write `host:port`)")));
+                }
+                let addr = resolve(host)
+                    .map_err(|e| self.err(&pk, format!("unknown upstream `{host}`: {e}")))?;
+                let sixty = Duration::from_secs(60);
+                upstreams.push(make_upstream(
+                    host, addr, host, sixty, sixty, sixty, sixty, 128,
+                ));
+                upstreams.len() - 1
+            }
+        };
+        let rewrite = match uri {
+            None => None,
+            Some(u) => {
+                let prefix = match matcher {
+                    Matcher::Exact(s) => s.clone(),
+                    Matcher::Prefix { prefix, .. } => prefix.clone(),
+                    Matcher::Regex { .. } => return Err(self.err(&pk, "`proxy_pass` cannot have a URI part in a regex location (NGINX forbids it too)")),
+                };
+                Some((prefix, u.to_string()))
+            }
+        };
+        let src = l
+            .proxy_set_header
+            .as_ref()
+            .map(|m| (m, format!("{p}.proxy_set_header")))
+            .or_else(|| {
+                server
+                    .proxy_set_header
+                    .map(|m| (m, "proxy_set_header".to_string()))
+            });
+        let mut set_headers = Vec::new();
+        if let Some((map, hp)) = src {
+            for (k, v) in map {
+                let kp = format!("{hp}.{k}");
+                let s = self.scalar(&kp, v)?;
+                set_headers.push((self.header_name(&kp, k)?, self.template(&kp, &s)?));
+            }
+        }
+        if !set_headers.iter().any(|(n, _)| n == http::header::HOST) {
+            set_headers.push((
+                http::header::HOST,
+                Template::parse("$proxy_host").map_err(|e| self.err(&pk, e))?,
+            ));
+        }
+        debug_assert!(set_headers.iter().all(|(_, t)| !t.uses(&Var::Status)));
+        Ok(ProxyConfig {
+            upstream,
+            rewrite,
+            set_headers,
+            buffering: self.flag(&format!("{p}.buffering"), l.buffering.as_ref(), true)?,
+        })
+    }
+}
+
+struct ServerDefaults<'a> {
+    root: Option<PathBuf>,
+    index: Option<Vec<String>>,
+    proxy_set_header: Option<&'a indexmap::IndexMap<String, Value>>,
+    add_header: Option<&'a indexmap::IndexMap<String, RawAddHeader>>,
+    set_header: Option<&'a indexmap::IndexMap<String, Value>>,
+    hide_header: Option<&'a Vec<String>>,
+    intercept_errors: bool,
+    symlinks: SymlinkPolicy,
+    ims: ImsMode,
+}
+
+fn resolve(s: &str) -> Result<SocketAddr, String> {
+    if !s.contains(':') {
+        return Err(format!("`{s}` needs a port (`host:port`)"));
+    }
+    s.to_socket_addrs()
+        .map_err(|e| format!("cannot resolve `{s}`: {e}"))?
+        .next()
+        .ok_or_else(|| format!("`{s}` resolves to no address"))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn make_upstream(
+    name: &str,
+    addr: SocketAddr,
+    proxy_host: &str,
+    connect: Duration,
+    read: Duration,
+    send: Duration,
+    idle: Duration,
+    keepalive: usize,
+) -> Upstream {
+    let mut peer = HttpPeer::new(addr, false, String::new());
+    peer.options.connection_timeout = Some(connect);
+    peer.options.total_connection_timeout = Some(connect);
+    peer.options.read_timeout = Some(read);
+    peer.options.write_timeout = Some(send);
+    peer.options.idle_timeout = Some(idle);
+    Upstream {
+        name: name.to_string(),
+        addr,
+        proxy_host: proxy_host.to_string(),
+        peer,
+        keepalive,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(src: &str) -> Result<Config, ConfigError> {
+        Config::from_str(src, Path::new("/etc/outrigger/test.yaml"))
+    }
+
+    #[test]
+    fn errors_name_line_and_key() {
+        let e = load("listen: [\"127.0.0.1:1\"]\nlocations:\n  - prefix: /\n    root: /tmp\n  - prefix: /api/\n    proxy_pass: http://nope/\n").unwrap_err();
+        assert_eq!((e.line, e.column), (6, 17), "{e}");
+        assert!(e.to_string().contains("locations[1].proxy_pass"), "{e}");
+        assert!(e.to_string().contains("unknown upstream `nope`"), "{e}");
+
+        let e = load("listen: [\"127.0.0.1:1\"]\nupstreams:\n  a: {address: \"127.0.0.1:9\", read_timeout: 10x}\nlocations: []\n").unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.to_string().contains("upstreams.a.read_timeout"), "{e}");
+
+        let e =
+            load("listen: [\"127.0.0.1:1\"]\nlocations:\n  - regex: '(unclosed'\n    root: /tmp\n")
+                .unwrap_err();
+        assert_eq!(e.line, 3, "{e}");
+        assert!(e.to_string().contains("invalid regex"), "{e}");
+
+        let e = load("listen: [\"127.0.0.1:1\"]\nbogus: 1\nlocations: []\n").unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_config_dir() {
+        let c = load("listen: [\"127.0.0.1:1\"]\nlocations:\n  - prefix: /\n    root: ../static\n")
+            .unwrap();
+        match &c.locations[0].handler {
+            Handler::Static(s) => match &s.doc_root {
+                DocRoot::Root(r) => assert_eq!(r, Path::new("/etc/outrigger/../static")),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! The YAML schema as written by users, deserialised with `deny_unknown_fields`. Scalars whose
+//! meaning depends on units or the environment stay `Value`s here and are converted (with their
+//! config path, for error positions) by `compile`.
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use serde_yaml::Value;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    pub listen: Vec<Value>,
+    #[serde(default)]
+    pub threads: Option<Value>,
+    #[serde(default)]
+    pub pid_file: Option<String>,
+    #[serde(default)]
+    pub grace_period: Option<Value>,
+    #[serde(default)]
+    pub error_log: Option<RawErrorLog>,
+    #[serde(default)]
+    pub log_formats: IndexMap<String, String>,
+    #[serde(default)]
+    pub access_log: Option<Value>,
+    #[serde(default)]
+    pub upstreams: IndexMap<String, RawUpstream>,
+    #[serde(default)]
+    pub root: Option<String>,
+    #[serde(default)]
+    pub index: Option<Vec<String>>,
+    #[serde(default)]
+    pub types: IndexMap<String, String>,
+    #[serde(default)]
+    pub default_type: Option<String>,
+    #[serde(default)]
+    pub proxy_set_header: Option<IndexMap<String, Value>>,
+    #[serde(default)]
+    pub add_header: Option<IndexMap<String, RawAddHeader>>,
+    #[serde(default)]
+    pub set_header: Option<IndexMap<String, Value>>,
+    #[serde(default)]
+    pub hide_header: Option<Vec<String>>,
+    #[serde(default)]
+    pub error_pages: IndexMap<Value, String>,
+    #[serde(default)]
+    pub intercept_errors: Option<Value>,
+    #[serde(default)]
+    pub symlinks: Option<String>,
+    #[serde(default)]
+    pub if_modified_since: Option<String>,
+    pub locations: Vec<RawLocation>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawErrorLog {
+    #[serde(default)]
+    pub level: Option<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAccessLog {
+    pub format: Option<String>,
+    pub path: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawUpstream {
+    pub address: Value,
+    #[serde(default)]
+    pub connect_timeout: Option<Value>,
+    #[serde(default)]
+    pub read_timeout: Option<Value>,
+    #[serde(default)]
+    pub send_timeout: Option<Value>,
+    #[serde(default)]
+    pub keepalive: Option<usize>,
+    #[serde(default)]
+    pub keepalive_timeout: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawAddHeader {
+    Full {
+        value: Value,
+        #[serde(default)]
+        always: Option<Value>,
+    },
+    Plain(Value),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpiresIf {
+    pub path: String,
+    pub expires: Value,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    One(T),
+    Many(Vec<T>),
+}
+
+impl<T> OneOrMany<T> {
+    pub fn into_vec(self) -> Vec<T> {
+        match self {
+            OneOrMany::One(t) => vec![t],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLocation {
+    #[serde(default)]
+    pub exact: Option<String>,
+    #[serde(default)]
+    pub prefix: Option<String>,
+    #[serde(default)]
+    pub regex: Option<String>,
+    #[serde(default)]
+    pub regex_i: Option<String>,
+    #[serde(default)]
+    pub no_regex: Option<Value>,
+
+    #[serde(default)]
+    pub root: Option<String>,
+    #[serde(default)]
+    pub alias: Option<String>,
+    #[serde(default)]
+    pub index: Option<Vec<String>>,
+    #[serde(default)]
+    pub symlinks: Option<String>,
+    #[serde(default)]
+    pub proxy_pass: Option<String>,
+    #[serde(default)]
+    pub buffering: Option<Value>,
+
+    #[serde(default)]
+    pub proxy_set_header: Option<IndexMap<String, Value>>,
+    #[serde(default)]
+    pub add_header: Option<IndexMap<String, RawAddHeader>>,
+    #[serde(default)]
+    pub set_header: Option<IndexMap<String, Value>>,
+    #[serde(default)]
+    pub hide_header: Option<Vec<String>>,
+    #[serde(default)]
+    pub expires: Option<Value>,
+    #[serde(default)]
+    pub expires_if: Option<OneOrMany<RawExpiresIf>>,
+    #[serde(default)]
+    pub intercept_errors: Option<Value>,
+}

@@ -1,0 +1,67 @@
+//! Responses the proxy produces itself (400, 403, 404, 405, 412, 416, 502, 504, ...): the
+//! configured `error_pages` URI served from its static location with the error's status, or
+//! NGINX's built-in HTML page.
+
+use crate::config::{Config, Handler};
+use crate::files;
+use bytes::Bytes;
+use http::header;
+use pingora_error::Result;
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+use std::time::SystemTime;
+
+/// Largest error page read into memory.
+const MAX_PAGE: u64 = 1 << 20;
+
+/// NGINX's built-in page for `status`.
+pub fn builtin_body(status: u16) -> Bytes {
+    let reason = http::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    Bytes::from(format!(
+        "<html>\r\n<head><title>{status} {reason}</title></head>\r\n<body>\r\n<center><h1>{status} {reason}</h1></center>\r\n<hr><center>{}</center>\r\n</body>\r\n</html>\r\n",
+        crate::SERVER_NAME
+    ))
+}
+
+/// The configured page for `status` as (content type, body), if one is configured and readable.
+pub async fn configured_page(cfg: &Config, status: u16) -> Option<(String, Bytes)> {
+    let uri = cfg.error_pages.get(&status)?;
+    let loc = cfg.router.find(uri)?;
+    let Handler::Static(st) = &cfg.locations[loc].handler else {
+        return None;
+    };
+    let (path, _) = files::map_path(st, uri)?;
+    let meta = tokio::fs::metadata(&path).await.ok()?;
+    if !meta.is_file() || meta.len() > MAX_PAGE {
+        return None;
+    }
+    let body = tokio::fs::read(&path).await.ok()?;
+    Some((files::content_type(cfg, &path), Bytes::from(body)))
+}
+
+/// Write a complete error response for `status` to the client.
+pub async fn respond(session: &mut Session, cfg: &Config, status: u16) -> Result<()> {
+    let (ctype, body) = match configured_page(cfg, status).await {
+        Some(p) => p,
+        None => ("text/html".to_string(), builtin_body(status)),
+    };
+    let mut h = ResponseHeader::build(status, Some(5))?;
+    h.insert_header(header::SERVER, crate::SERVER_NAME)?;
+    h.insert_header(header::DATE, httpdate::fmt_http_date(SystemTime::now()))?;
+    h.insert_header(header::CONTENT_TYPE, ctype)?;
+    h.insert_header(header::CONTENT_LENGTH, body.len())?;
+    if status == 405 {
+        h.insert_header(header::ALLOW, "GET, HEAD")?;
+    }
+    if status >= 500 || status == 400 {
+        // NGINX closes the client connection after these.
+        h.insert_header(header::CONNECTION, "close")?;
+        session.set_keepalive(None);
+    }
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await?;
+    Ok(())
+}

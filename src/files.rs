@@ -1,0 +1,437 @@
+//! Static files: `root`/`alias` mapping, `index`, symlink containment, content types,
+//! `Last-Modified`/`ETag`, conditional requests (304/412), single byte ranges (206/416, `If-Range`),
+//! HEAD, and chunked streaming from disk.
+
+use crate::config::{Config, DocRoot, ImsMode, StaticConfig, SymlinkPolicy};
+use bytes::{Bytes, BytesMut};
+use http::header;
+use http::Method;
+use pingora_error::Result;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+use std::fs::Metadata;
+use std::io::ErrorKind;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
+
+/// Size of each chunk read from disk and written to the client.
+const CHUNK: usize = 128 * 1024;
+
+/// What a static request comes to before anything is written.
+#[derive(Debug)]
+pub enum Plan {
+    /// Serve `len` bytes from `offset` of `path`, with these headers (status 200 or 206).
+    Body {
+        path: PathBuf,
+        header: Box<ResponseHeader>,
+        offset: u64,
+        len: u64,
+    },
+    /// A response without a body (304, 301, 412, 416).
+    Head(Box<ResponseHeader>),
+    /// An error status to answer through the error-page machinery.
+    Error(u16),
+}
+
+/// Map a normalised URI path to a file path under the location's root or alias.
+pub fn map_path(st: &StaticConfig, uri_path: &str) -> Option<(PathBuf, PathBuf)> {
+    match &st.doc_root {
+        DocRoot::Root(root) => {
+            let mut p = root.as_os_str().to_owned();
+            p.push(uri_path);
+            Some((PathBuf::from(p), root.clone()))
+        }
+        DocRoot::Alias { dir, prefix } => {
+            let rest = uri_path.strip_prefix(prefix.as_str())?;
+            let mut p = dir.as_os_str().to_owned();
+            if !rest.is_empty()
+                && !dir.as_os_str().to_string_lossy().ends_with('/')
+                && !rest.starts_with('/')
+            {
+                p.push("/");
+            }
+            p.push(rest);
+            Some((PathBuf::from(p), dir.clone()))
+        }
+    }
+}
+
+/// Whether `file` (which exists) stays inside `root` once symlinks are resolved.
+fn contained(file: &Path, root: &Path) -> bool {
+    match (file.canonicalize(), root.canonicalize()) {
+        (Ok(f), Ok(r)) => f.starts_with(r),
+        _ => false,
+    }
+}
+
+fn io_status(e: &std::io::Error) -> u16 {
+    match e.kind() {
+        ErrorKind::NotFound => 404,
+        ErrorKind::PermissionDenied => 403,
+        _ if e.raw_os_error() == Some(libc::ENOTDIR)
+            || e.raw_os_error() == Some(libc::ENAMETOOLONG) =>
+        {
+            404
+        }
+        _ => 500,
+    }
+}
+
+/// The content type for a file name: the config's `types`, then NGINX's names for the common
+/// web types, then `mime_guess`, then `default_type`.
+pub fn content_type(cfg: &Config, path: &Path) -> String {
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .map(|e| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    if let Some(t) = cfg.types.get(&ext) {
+        return t.clone();
+    }
+    let nginx = match ext.as_str() {
+        "js" | "mjs" => Some("application/javascript"),
+        "html" | "htm" | "shtml" => Some("text/html"),
+        "txt" => Some("text/plain"),
+        "json" => Some("application/json"),
+        "css" => Some("text/css"),
+        _ => None,
+    };
+    if let Some(t) = nginx {
+        return t.to_string();
+    }
+    mime_guess::from_ext(&ext)
+        .first_raw()
+        .map(str::to_string)
+        .unwrap_or_else(|| cfg.default_type.clone())
+}
+
+/// NGINX's ETag: `"<mtime hex>-<size hex>"`.
+fn etag(mtime: SystemTime, size: u64) -> String {
+    let secs = mtime
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    format!("\"{secs:x}-{size:x}\"")
+}
+
+fn etag_matches(list: &str, tag: &str, weak: bool) -> bool {
+    let strip = |t: &str| -> String {
+        let t = t.trim();
+        if weak {
+            t.strip_prefix("W/").unwrap_or(t).to_string()
+        } else {
+            t.to_string()
+        }
+    };
+    let ours = strip(tag);
+    list.split(',')
+        .any(|t| t.trim() == "*" || ((weak || !t.trim().starts_with("W/")) && strip(t) == ours))
+}
+
+fn header_str(req: &RequestHeader, name: header::HeaderName) -> Option<&str> {
+    req.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Parse a `Range` header against a body of `size` bytes. `None`: ignore the header (serve 200);
+/// `Some(Err(()))`: unsatisfiable (416); `Some(Ok((start, len)))`: one range.
+pub fn parse_range(value: &str, size: u64) -> Option<std::result::Result<(u64, u64), ()>> {
+    let spec = value.trim().strip_prefix("bytes=")?;
+    let mut ranges = Vec::new();
+    for part in spec.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (a, b) = part.split_once('-')?;
+        let (a, b) = (a.trim(), b.trim());
+        let r = if a.is_empty() {
+            let n: u64 = b.parse().ok()?;
+            if n == 0 || size == 0 {
+                None
+            } else {
+                let n = n.min(size);
+                Some((size - n, n))
+            }
+        } else {
+            let start: u64 = a.parse().ok()?;
+            let end: u64 = if b.is_empty() {
+                u64::MAX
+            } else {
+                b.parse().ok()?
+            };
+            if end < start {
+                return None; // syntactically invalid: ignore the header
+            }
+            if start >= size {
+                None
+            } else {
+                let end = end.min(size - 1);
+                Some((start, end - start + 1))
+            }
+        };
+        ranges.push(r);
+    }
+    let satisfiable: Vec<(u64, u64)> = ranges.iter().flatten().copied().collect();
+    match satisfiable.len() {
+        0 if !ranges.is_empty() => Some(Err(())),
+        1 => Some(Ok(satisfiable[0])),
+        // Several ranges: serving the whole representation is allowed (RFC 9110 §14.2).
+        _ => None,
+    }
+}
+
+/// Decide the response for a static request. `uri_path` is normalised; `args` the raw query.
+pub fn plan(cfg: &Config, st: &StaticConfig, req: &RequestHeader, uri_path: &str) -> Plan {
+    let method = &req.method;
+    if method != Method::GET && method != Method::HEAD && method != Method::POST {
+        return Plan::Error(405);
+    }
+    let Some((mut file, root)) = map_path(st, uri_path) else {
+        return Plan::Error(404);
+    };
+    let mut meta = if uri_path.ends_with('/') {
+        let dir_meta = match std::fs::metadata(&file) {
+            Ok(m) if m.is_dir() => m,
+            Ok(_) => return Plan::Error(404),
+            Err(e) => return Plan::Error(io_status(&e)),
+        };
+        let _ = dir_meta;
+        let mut found = None;
+        for idx in &st.index {
+            let candidate = file.join(idx);
+            if let Ok(m) = std::fs::metadata(&candidate) {
+                if m.is_file() {
+                    found = Some((candidate, m));
+                    break;
+                }
+            }
+        }
+        match found {
+            Some((f, m)) => {
+                file = f;
+                m
+            }
+            None => return Plan::Error(403),
+        }
+    } else {
+        match std::fs::metadata(&file) {
+            Ok(m) => m,
+            Err(e) => return Plan::Error(io_status(&e)),
+        }
+    };
+    if st.symlinks == SymlinkPolicy::WithinRoot && !contained(&file, &root) {
+        return Plan::Error(404);
+    }
+    if meta.is_dir() {
+        // NGINX redirects a directory without its trailing slash.
+        let mut loc = crate::uri::escape_path(&format!("{uri_path}/"));
+        if let Some(q) = req.uri.query() {
+            loc.push('?');
+            loc.push_str(q);
+        }
+        let mut h = base_header(301);
+        let _ = h.insert_header(header::LOCATION, loc);
+        let _ = h.insert_header(header::CONTENT_LENGTH, 0);
+        return Plan::Head(h);
+    }
+    if !meta.is_file() {
+        return Plan::Error(404);
+    }
+    if method == Method::POST {
+        return Plan::Error(405);
+    }
+    // re-read through the final path (the index may have changed it)
+    if let Ok(m) = std::fs::metadata(&file) {
+        meta = m;
+    }
+    plan_file(cfg, st, req, file, &meta)
+}
+
+fn base_header(status: u16) -> Box<ResponseHeader> {
+    let mut h = ResponseHeader::build(status, Some(8)).expect("valid status");
+    let _ = h.insert_header(header::SERVER, crate::SERVER_NAME);
+    let _ = h.insert_header(header::DATE, httpdate::fmt_http_date(SystemTime::now()));
+    Box::new(h)
+}
+
+fn plan_file(
+    cfg: &Config,
+    st: &StaticConfig,
+    req: &RequestHeader,
+    path: PathBuf,
+    meta: &Metadata,
+) -> Plan {
+    let size = meta.len();
+    let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
+    // HTTP dates have second resolution
+    let mtime_s = UNIX_EPOCH
+        + std::time::Duration::from_secs(
+            mtime
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs())
+                .unwrap_or(0),
+        );
+    let tag = etag(mtime, size);
+    let last_modified = httpdate::fmt_http_date(mtime_s);
+
+    let validators = |h: &mut ResponseHeader| {
+        let _ = h.insert_header(header::LAST_MODIFIED, last_modified.as_str());
+        let _ = h.insert_header(header::ETAG, tag.as_str());
+    };
+
+    // Preconditions, RFC 9110 §13.2.2 order.
+    if let Some(im) = header_str(req, header::IF_MATCH) {
+        if !etag_matches(im, &tag, false) {
+            return Plan::Error(412);
+        }
+    } else if let Some(ius) = header_str(req, header::IF_UNMODIFIED_SINCE) {
+        if let Ok(t) = httpdate::parse_http_date(ius) {
+            if mtime_s > t {
+                return Plan::Error(412);
+            }
+        }
+    }
+    let not_modified = if let Some(inm) = header_str(req, header::IF_NONE_MATCH) {
+        etag_matches(inm, &tag, true)
+    } else if let Some(ims) = header_str(req, header::IF_MODIFIED_SINCE) {
+        match (st.if_modified_since, httpdate::parse_http_date(ims)) {
+            (ImsMode::Exact, Ok(t)) => t == mtime_s,
+            (ImsMode::Before, Ok(t)) => mtime_s <= t,
+            _ => false,
+        }
+    } else {
+        false
+    };
+    if not_modified {
+        let mut h = base_header(304);
+        validators(&mut h);
+        return Plan::Head(h);
+    }
+
+    let ctype = content_type(cfg, &path);
+    let mut range = None;
+    if let Some(r) = header_str(req, header::RANGE) {
+        let if_range_ok = match header_str(req, header::IF_RANGE) {
+            None => true,
+            Some(v) if v.trim_start().starts_with('"') || v.trim_start().starts_with("W/") => {
+                v.trim() == tag
+            }
+            Some(v) => httpdate::parse_http_date(v)
+                .map(|t| t == mtime_s)
+                .unwrap_or(false),
+        };
+        if if_range_ok {
+            match parse_range(r, size) {
+                Some(Ok(rg)) => range = Some(rg),
+                Some(Err(())) => {
+                    let mut h = base_header(416);
+                    let _ = h.insert_header(header::CONTENT_RANGE, format!("bytes */{size}"));
+                    let _ = h.insert_header(header::CONTENT_LENGTH, 0);
+                    return Plan::Head(h);
+                }
+                None => {}
+            }
+        }
+    }
+    let (status, offset, len) = match range {
+        Some((start, len)) => (206, start, len),
+        None => (200, 0, size),
+    };
+    let mut h = base_header(status);
+    let _ = h.insert_header(header::CONTENT_TYPE, ctype);
+    let _ = h.insert_header(header::CONTENT_LENGTH, len);
+    validators(&mut h);
+    let _ = h.insert_header(header::ACCEPT_RANGES, "bytes");
+    if status == 206 {
+        let _ = h.insert_header(
+            header::CONTENT_RANGE,
+            format!("bytes {}-{}/{}", offset, offset + len - 1, size),
+        );
+    }
+    Plan::Body {
+        path,
+        header: h,
+        offset,
+        len,
+    }
+}
+
+/// Stream `len` bytes of `path` from `offset` to the client (headers already written).
+pub async fn send_body(session: &mut Session, path: &Path, offset: u64, len: u64) -> Result<()> {
+    let mut f = tokio::fs::File::open(path).await.map_err(|e| {
+        pingora_error::Error::because(
+            pingora_error::ErrorType::FileReadError,
+            "open static file",
+            e,
+        )
+    })?;
+    if offset > 0 {
+        f.seek(std::io::SeekFrom::Start(offset))
+            .await
+            .map_err(|e| {
+                pingora_error::Error::because(
+                    pingora_error::ErrorType::FileReadError,
+                    "seek static file",
+                    e,
+                )
+            })?;
+    }
+    let mut left = len;
+    while left > 0 {
+        let want = (left as usize).min(CHUNK);
+        let mut buf = BytesMut::with_capacity(want);
+        // read_buf fills up to capacity; loop until `want` or EOF (a file truncated meanwhile)
+        while buf.len() < want {
+            let n = f.read_buf(&mut buf).await.map_err(|e| {
+                pingora_error::Error::because(
+                    pingora_error::ErrorType::FileReadError,
+                    "read static file",
+                    e,
+                )
+            })?;
+            if n == 0 {
+                break;
+            }
+        }
+        if buf.is_empty() {
+            return pingora_error::Error::e_explain(
+                pingora_error::ErrorType::FileReadError,
+                "static file shrank while being sent",
+            );
+        }
+        left -= buf.len() as u64;
+        let chunk: Bytes = buf.freeze();
+        session.write_response_body(Some(chunk), left == 0).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok((0, 10))));
+        assert_eq!(parse_range("bytes=90-", 100), Some(Ok((90, 10))));
+        assert_eq!(parse_range("bytes=-10", 100), Some(Ok((90, 10))));
+        assert_eq!(parse_range("bytes=-200", 100), Some(Ok((0, 100))));
+        assert_eq!(parse_range("bytes=95-200", 100), Some(Ok((95, 5))));
+        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=-0", 100), Some(Err(())));
+        assert_eq!(parse_range("bytes=5-1", 100), None);
+        assert_eq!(parse_range("items=0-1", 100), None);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
+        assert_eq!(parse_range("bytes=0-1,500-600", 100), Some(Ok((0, 2))));
+    }
+
+    #[test]
+    fn etags() {
+        assert!(etag_matches("\"a\"", "\"a\"", true));
+        assert!(etag_matches("W/\"a\", \"b\"", "\"a\"", true));
+        assert!(!etag_matches("W/\"a\"", "\"a\"", false));
+        assert!(etag_matches("*", "\"a\"", false));
+        assert!(!etag_matches("\"b\"", "\"a\"", true));
+    }
+}

@@ -1,0 +1,197 @@
+//! Response header rules of a location: `expires` (and the per-path `expires_if`), `add_header`
+//! with NGINX's status rule, `set_header` (replaces), `hide_header`.
+
+use crate::vars::{Template, VarSource};
+use http::header::{CACHE_CONTROL, EXPIRES};
+use http::HeaderName;
+use pingora_http::ResponseHeader;
+use regex::Regex;
+use std::time::{Duration, SystemTime};
+
+/// NGINX `expires`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expires {
+    Off,
+    /// `Expires: Thu, 01 Jan 1970 00:00:01 GMT`, `Cache-Control: no-cache`.
+    Epoch,
+    /// `Expires: Thu, 31 Dec 2037 23:55:55 GMT`, `Cache-Control: max-age=315360000`.
+    Max,
+    /// `Expires: now + d`, `Cache-Control: max-age=<d>`.
+    After(Duration),
+}
+
+#[derive(Debug, Clone)]
+pub struct AddHeader {
+    pub name: HeaderName,
+    pub value: Template,
+    pub always: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct HeaderRules {
+    pub expires: Option<Expires>,
+    /// First match on the URI path overrides `expires` (the seed's `if ($request_filename ~ ...)`).
+    pub expires_if: Vec<(Regex, Expires)>,
+    pub add: Vec<AddHeader>,
+    pub set: Vec<AddHeader>,
+    pub hide: Vec<HeaderName>,
+}
+
+/// Statuses NGINX's `add_header` and `expires` apply to (without `always`).
+pub fn is_header_status(status: u16) -> bool {
+    matches!(
+        status,
+        200 | 201 | 204 | 206 | 301 | 302 | 303 | 304 | 307 | 308
+    )
+}
+
+impl HeaderRules {
+    /// The `expires` that applies to `path`, if any.
+    pub fn expires_for(&self, path: &str) -> Option<Expires> {
+        self.expires_if
+            .iter()
+            .find(|(re, _)| re.is_match(path))
+            .map(|(_, e)| *e)
+            .or(self.expires)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.expires.is_none()
+            && self.expires_if.is_empty()
+            && self.add.is_empty()
+            && self.set.is_empty()
+            && self.hide.is_empty()
+    }
+
+    /// Apply every rule to `resp` (after the status is final).
+    pub fn apply(&self, resp: &mut ResponseHeader, path: &str, vars: &dyn VarSource) {
+        for h in &self.hide {
+            resp.remove_header(h);
+        }
+        let status = resp.status.as_u16();
+        let ok = is_header_status(status);
+        let mut set_cc = None;
+        for h in &self.set {
+            if ok || h.always {
+                let v = h.value.render(vars);
+                if v.is_empty() {
+                    resp.remove_header(&h.name);
+                } else {
+                    if h.name == CACHE_CONTROL {
+                        set_cc = Some(v.clone());
+                    }
+                    let _ = resp.insert_header(h.name.clone(), v);
+                }
+            }
+        }
+        if ok {
+            if let Some(e) = self.expires_for(path) {
+                apply_expires(resp, e, SystemTime::now());
+                // `set_header: {Cache-Control: public}` with `expires` gives one coherent
+                // header, `public, max-age=N`, instead of NGINX's two.
+                if let (Some(cc), Some(exp)) = (set_cc, resp.headers.get(CACHE_CONTROL)) {
+                    if e != Expires::Off {
+                        let merged = format!("{cc}, {}", exp.to_str().unwrap_or(""));
+                        let _ = resp.insert_header(CACHE_CONTROL, merged);
+                    }
+                }
+            }
+        }
+        for h in &self.add {
+            if ok || h.always {
+                let v = h.value.render(vars);
+                // NGINX adds nothing for an empty value.
+                if !v.is_empty() {
+                    let _ = resp.append_header(h.name.clone(), v);
+                }
+            }
+        }
+    }
+}
+
+/// Set `Expires` and `Cache-Control` as NGINX's `expires` does (replacing existing ones).
+pub fn apply_expires(resp: &mut ResponseHeader, e: Expires, now: SystemTime) {
+    let (expires, cc) = match e {
+        Expires::Off => return,
+        Expires::Epoch => (
+            "Thu, 01 Jan 1970 00:00:01 GMT".to_string(),
+            "no-cache".to_string(),
+        ),
+        Expires::Max => (
+            "Thu, 31 Dec 2037 23:55:55 GMT".to_string(),
+            "max-age=315360000".to_string(),
+        ),
+        Expires::After(d) => (
+            httpdate::fmt_http_date(now + d),
+            format!("max-age={}", d.as_secs()),
+        ),
+    };
+    let _ = resp.insert_header(EXPIRES, expires);
+    let _ = resp.insert_header(CACHE_CONTROL, cc);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vars::Var;
+
+    struct NoVars;
+    impl VarSource for NoVars {
+        fn write_var(&self, _: &Var, _: &mut String) {}
+    }
+
+    fn rules() -> HeaderRules {
+        HeaderRules {
+            expires: None,
+            expires_if: vec![(
+                Regex::new(r"\.js$").unwrap(),
+                Expires::After(Duration::from_secs(7_776_000)),
+            )],
+            add: vec![
+                AddHeader {
+                    name: HeaderName::from_static("x-proxy-cache"),
+                    value: Template::parse("$upstream_cache_status").unwrap(),
+                    always: false,
+                },
+                AddHeader {
+                    name: HeaderName::from_static("cache-control"),
+                    value: Template::parse("public").unwrap(),
+                    always: false,
+                },
+                AddHeader {
+                    name: HeaderName::from_static("x-always"),
+                    value: Template::parse("1").unwrap(),
+                    always: true,
+                },
+            ],
+            set: vec![],
+            hide: vec![HeaderName::from_static("x-secret")],
+        }
+    }
+
+    #[test]
+    fn nginx_rules() {
+        let mut r = ResponseHeader::build(200, None).unwrap();
+        r.insert_header("x-secret", "s").unwrap();
+        rules().apply(&mut r, "/a.js", &NoVars);
+        assert!(r.headers.get("x-secret").is_none());
+        assert!(
+            r.headers.get("x-proxy-cache").is_none(),
+            "empty value adds nothing"
+        );
+        let cc: Vec<_> = r
+            .headers
+            .get_all("cache-control")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(cc, ["max-age=7776000", "public"]);
+        assert!(r.headers.get("expires").is_some());
+
+        let mut r = ResponseHeader::build(404, None).unwrap();
+        rules().apply(&mut r, "/a.js", &NoVars);
+        assert!(r.headers.get("cache-control").is_none());
+        assert!(r.headers.get("expires").is_none());
+        assert_eq!(r.headers.get("x-always").unwrap(), "1");
+    }
+}

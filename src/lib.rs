@@ -1,0 +1,16 @@
+//! outrigger: a caching reverse-proxy and web-server sidecar on Pingora, configured with the
+//! NGINX vocabulary in YAML.
+
+pub mod access_log;
+pub mod config;
+pub mod error_page;
+pub mod files;
+pub mod headers;
+pub mod proxy;
+pub mod router;
+pub mod server;
+pub mod uri;
+pub mod vars;
+
+/// The `Server` header value and the signature of built-in error pages.
+pub const SERVER_NAME: &str = "outrigger";

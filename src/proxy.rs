@@ -1,0 +1,561 @@
+//! The `ProxyHttp` implementation. It only sequences Pingora's phases and delegates: URI
+//! normalisation (`uri`), location choice (`router`), static files (`files`), header rules
+//! (`headers`), error pages (`error_page`) and the access log (`access_log`).
+
+use crate::access_log::AccessLog;
+use crate::config::{Config, Handler, Location, ProxyConfig};
+use crate::error_page;
+use crate::files::{self, Plan};
+use crate::server::InflightGuard;
+use crate::uri;
+use crate::vars::{self, Var, VarSource};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::header;
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{FailToProxy, ProxyHttp, Session};
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What request handling reads: the compiled config and the open access log, swapped as one.
+pub struct State {
+    pub cfg: Arc<Config>,
+    pub access_log: Option<AccessLog>,
+}
+
+/// The proxy application.
+pub struct App {
+    pub state: Arc<ArcSwap<State>>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    pub state: Arc<State>,
+    pub start: Instant,
+    /// The normalised, decoded URI path (`$uri`).
+    pub path: String,
+    pub location: Option<usize>,
+    pub upstream: Option<usize>,
+    pub upstream_start: Option<Instant>,
+    pub upstream_time: Option<Duration>,
+    pub upstream_status: Option<u16>,
+    /// `$upstream_cache_status`; empty while the location has no cache.
+    pub cache_status: &'static str,
+    /// An error page replacing an upstream error body (`intercept_errors`).
+    pub intercept: Option<Bytes>,
+    _inflight: InflightGuard,
+}
+
+impl Ctx {
+    fn cfg(&self) -> &Config {
+        &self.state.cfg
+    }
+
+    fn location(&self) -> Option<&Location> {
+        self.location.map(|i| &self.state.cfg.locations[i])
+    }
+}
+
+/// Variables of one request, for templates and the access log.
+pub struct RequestVars<'a> {
+    pub session: &'a Session,
+    pub ctx: &'a Ctx,
+    pub resp: Option<&'a ResponseHeader>,
+}
+
+fn secs(out: &mut String, d: Duration) {
+    let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+}
+
+/// `$host`: the request line's host, else the Host header, lowercase and without the port.
+pub fn host(req: &RequestHeader) -> String {
+    let raw = req
+        .uri
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let h = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or("").to_string()
+    } else {
+        raw.split(':').next().unwrap_or("").to_string()
+    };
+    h.to_ascii_lowercase()
+}
+
+impl VarSource for RequestVars<'_> {
+    fn write_var(&self, var: &Var, out: &mut String) {
+        let req = self.session.req_header();
+        let ctx = self.ctx;
+        match var {
+            Var::TimeLocal => vars::write_time_local(out, chrono::Local::now()),
+            Var::TimeIso8601 => {
+                let _ = write!(
+                    out,
+                    "{}",
+                    chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%:z")
+                );
+            }
+            Var::Msec => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
+            }
+            Var::Status => {
+                let s = self
+                    .resp
+                    .or_else(|| self.session.response_written())
+                    .map(|r| r.status.as_u16())
+                    .unwrap_or(0);
+                let _ = write!(out, "{s:03}");
+            }
+            Var::RemoteAddr => {
+                if let Some(a) = self.session.client_addr().and_then(|a| a.as_inet()) {
+                    let _ = write!(out, "{}", a.ip());
+                }
+            }
+            Var::RemotePort => {
+                if let Some(a) = self.session.client_addr().and_then(|a| a.as_inet()) {
+                    let _ = write!(out, "{}", a.port());
+                }
+            }
+            Var::RemoteUser => {
+                if let Some(u) = remote_user(req) {
+                    out.push_str(&u);
+                }
+            }
+            Var::Request => {
+                let _ = write!(
+                    out,
+                    "{} {} {:?}",
+                    req.method,
+                    req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+                    req.version
+                );
+            }
+            Var::RequestMethod => out.push_str(req.method.as_str()),
+            Var::RequestUri => {
+                out.push_str(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+            }
+            Var::Uri => out.push_str(&ctx.path),
+            Var::Args => out.push_str(req.uri.query().unwrap_or("")),
+            Var::IsArgs => {
+                if req.uri.query().is_some() {
+                    out.push('?')
+                }
+            }
+            Var::Host => out.push_str(&host(req)),
+            Var::Scheme => out.push_str("http"),
+            Var::ServerProtocol => {
+                let _ = write!(out, "{:?}", req.version);
+            }
+            Var::ServerPort => {
+                if let Some(a) = self.session.server_addr().and_then(|a| a.as_inet()) {
+                    let _ = write!(out, "{}", a.port());
+                }
+            }
+            Var::RequestTime => secs(out, ctx.start.elapsed()),
+            Var::RequestLength => {}
+            Var::UpstreamResponseTime => {
+                if let Some(d) = ctx.upstream_time {
+                    secs(out, d)
+                }
+            }
+            Var::UpstreamAddr => {
+                if let Some(u) = ctx.upstream {
+                    let _ = write!(out, "{}", ctx.cfg().upstreams[u].addr);
+                }
+            }
+            Var::UpstreamStatus => {
+                if let Some(s) = ctx.upstream_status {
+                    let _ = write!(out, "{s}");
+                }
+            }
+            Var::BodyBytesSent => {
+                let _ = write!(out, "{}", self.session.body_bytes_sent());
+            }
+            Var::UpstreamCacheStatus => out.push_str(ctx.cache_status),
+            Var::ProxyHost => {
+                if let Some(u) = ctx.upstream {
+                    out.push_str(&ctx.cfg().upstreams[u].proxy_host);
+                }
+            }
+            Var::ProxyAddXForwardedFor => {
+                let prev = req
+                    .headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if !prev.is_empty() {
+                    out.push_str(&prev);
+                    out.push_str(", ");
+                }
+                self.write_var(&Var::RemoteAddr, out);
+            }
+            Var::Http(name) => {
+                let vals: Vec<&str> = req
+                    .headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                out.push_str(&vals.join(", "));
+            }
+            Var::SentHttp(name) => {
+                if let Some(v) = self
+                    .resp
+                    .or_else(|| self.session.response_written())
+                    .and_then(|r| r.headers.get(name.as_str()))
+                    .and_then(|v| v.to_str().ok())
+                {
+                    out.push_str(v);
+                }
+            }
+            Var::Arg(name) => {
+                if let Some(q) = req.uri.query() {
+                    for pair in q.split('&') {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        if k == name {
+                            out.push_str(v);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The user name of Basic authentication, as NGINX's `$remote_user`.
+fn remote_user(req: &RequestHeader) -> Option<String> {
+    use base64::Engine;
+    let v = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, cred) = v.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(cred.trim())
+        .ok()?;
+    let s = String::from_utf8(decoded).ok()?;
+    Some(s.split(':').next().unwrap_or("").to_string())
+}
+
+/// Hidden from upstream responses by default, as NGINX does.
+const HIDDEN_UPSTREAM: [&str; 5] = [
+    "x-accel-expires",
+    "x-accel-redirect",
+    "x-accel-limit-rate",
+    "x-accel-buffering",
+    "x-accel-charset",
+];
+
+/// Build the upstream request target for a `proxy_pass` with a URI part.
+pub fn rewrite_target(p: &ProxyConfig, path: &str, query: Option<&str>) -> Option<String> {
+    let (prefix, replacement) = p.rewrite.as_ref()?;
+    let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
+    let mut t = String::with_capacity(replacement.len() + rest.len() + 16);
+    t.push_str(replacement);
+    t.push_str(&uri::escape_path(rest));
+    if let Some(q) = query {
+        t.push('?');
+        t.push_str(q);
+    }
+    Some(t)
+}
+
+impl App {
+    async fn serve_static(&self, session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<()> {
+        let state = ctx.state.clone();
+        let cfg = &state.cfg;
+        let location = &cfg.locations[loc];
+        let Handler::Static(st) = &location.handler else {
+            return Ok(());
+        };
+        match files::plan(cfg, st, session.req_header(), &ctx.path) {
+            Plan::Error(status) => error_page::respond(session, cfg, status).await,
+            Plan::Head(mut h) => {
+                self.apply_headers(session, ctx, location, &mut h);
+                session.write_response_header(h, true).await
+            }
+            Plan::Body {
+                path,
+                mut header,
+                offset,
+                len,
+            } => {
+                self.apply_headers(session, ctx, location, &mut header);
+                let head = session.req_header().method == http::Method::HEAD;
+                session
+                    .write_response_header(header, head || len == 0)
+                    .await?;
+                if head || len == 0 {
+                    return Ok(());
+                }
+                files::send_body(session, &path, offset, len).await
+            }
+        }
+    }
+
+    fn apply_headers(
+        &self,
+        session: &Session,
+        ctx: &Ctx,
+        location: &Location,
+        resp: &mut ResponseHeader,
+    ) {
+        if location.headers.is_empty() {
+            return;
+        }
+        // The rules read variables of the response being built; render against a snapshot.
+        let snapshot = resp.clone();
+        let vars = RequestVars {
+            session,
+            ctx,
+            resp: Some(&snapshot),
+        };
+        location.headers.apply(resp, &ctx.path, &vars);
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for App {
+    type CTX = Ctx;
+
+    fn new_ctx(&self) -> Ctx {
+        Ctx {
+            state: self.state.load_full(),
+            start: Instant::now(),
+            path: String::new(),
+            location: None,
+            upstream: None,
+            upstream_start: None,
+            upstream_time: None,
+            upstream_status: None,
+            cache_status: "",
+            intercept: None,
+            _inflight: InflightGuard::new(),
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let state = ctx.state.clone();
+        let cfg = &state.cfg;
+        match uri::normalize(session.req_header().uri.path()) {
+            Ok(p) => ctx.path = p,
+            Err(_) => {
+                error_page::respond(session, cfg, 400).await?;
+                return Ok(true);
+            }
+        }
+        let Some(loc) = cfg.router.find(&ctx.path) else {
+            error_page::respond(session, cfg, 404).await?;
+            return Ok(true);
+        };
+        ctx.location = Some(loc);
+        match &cfg.locations[loc].handler {
+            Handler::Static(_) => {
+                self.serve_static(session, ctx, loc).await?;
+                Ok(true)
+            }
+            Handler::Proxy(p) => {
+                ctx.upstream = Some(p.upstream);
+                Ok(false)
+            }
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {
+        let Some(u) = ctx.upstream else {
+            return Error::e_explain(ErrorType::InternalError, "no upstream for this location");
+        };
+        ctx.upstream_start.get_or_insert_with(Instant::now);
+        Ok(Box::new(ctx.cfg().upstreams[u].peer.clone()))
+    }
+
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        _ctx: &mut Ctx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
+        // One upstream address: a fresh connection that failed is not retried (as NGINX).
+        e.set_retry(false);
+        e
+    }
+
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        upstream: &mut RequestHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let Some(Location {
+            handler: Handler::Proxy(p),
+            ..
+        }) = ctx.location()
+        else {
+            return Ok(());
+        };
+        if let Some(target) = rewrite_target(p, &ctx.path, session.req_header().uri.query()) {
+            let uri = target
+                .parse::<http::Uri>()
+                .map_err(|e| Error::because(ErrorType::InternalError, "rewritten URI", e))?;
+            upstream.set_uri(uri);
+        }
+        let vars = RequestVars {
+            session,
+            ctx,
+            resp: None,
+        };
+        for (name, tpl) in &p.set_headers {
+            let v = tpl.render(&vars);
+            if v.is_empty() {
+                upstream.remove_header(name);
+            } else {
+                upstream.insert_header(name.clone(), v)?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn upstream_response_filter(
+        &self,
+        _session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        if let Some(t) = ctx.upstream_start {
+            ctx.upstream_time = Some(t.elapsed());
+        }
+        ctx.upstream_status = Some(resp.status.as_u16());
+        Ok(())
+    }
+
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let state = ctx.state.clone();
+        let Some(location) = ctx.location.map(|i| &state.cfg.locations[i]) else {
+            return Ok(());
+        };
+        for h in HIDDEN_UPSTREAM {
+            resp.remove_header(h);
+        }
+        resp.insert_header(header::SERVER, crate::SERVER_NAME)?;
+        let status = resp.status.as_u16();
+        if location.intercept_errors && status >= 300 {
+            if let Some((ctype, body)) = error_page::configured_page(&state.cfg, status).await {
+                for h in [
+                    header::CONTENT_ENCODING,
+                    header::TRANSFER_ENCODING,
+                    header::ETAG,
+                    header::LAST_MODIFIED,
+                    header::CONTENT_RANGE,
+                    header::ACCEPT_RANGES,
+                ] {
+                    resp.remove_header(&h);
+                }
+                resp.insert_header(header::CONTENT_TYPE, ctype)?;
+                resp.insert_header(header::CONTENT_LENGTH, body.len())?;
+                ctx.intercept = Some(body);
+            }
+        }
+        self.apply_headers(session, ctx, location, resp);
+        Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        if ctx.intercept.is_some() {
+            *body = if end_of_stream {
+                ctx.intercept.take()
+            } else {
+                None
+            };
+        }
+        Ok(None)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
+        let upstream = *e.esource() == ErrorSource::Upstream;
+        let code = match e.etype() {
+            ErrorType::HTTPStatus(c) => *c,
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
+                if upstream =>
+            {
+                504
+            }
+            _ => match e.esource() {
+                ErrorSource::Upstream => 502,
+                ErrorSource::Downstream => match e.etype() {
+                    ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed => 0,
+                    ErrorType::ReadTimedout => 408,
+                    _ => 400,
+                },
+                ErrorSource::Internal | ErrorSource::Unset => 500,
+            },
+        };
+        // Nothing can be sent once the response has started (an upstream failing mid-body).
+        if code > 0 && session.response_written().is_none() {
+            let state = ctx.state.clone();
+            if let Err(err) = error_page::respond(session, &state.cfg, code).await {
+                log::debug!("failed to send error response: {err}");
+            }
+        }
+        FailToProxy {
+            error_code: code,
+            can_reuse_downstream: false,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        if let Some(log) = &ctx.state.access_log {
+            let vars = RequestVars {
+                session,
+                ctx,
+                resp: None,
+            };
+            log.log(&vars);
+        }
+    }
+
+    fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {
+        let req = session.req_header();
+        let client = session
+            .client_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        let upstream = ctx
+            .upstream
+            .map(|u| ctx.cfg().upstreams[u].addr.to_string())
+            .unwrap_or_default();
+        format!(
+            "client: {client}, request: \"{} {}\", upstream: \"{upstream}\", host: \"{}\"",
+            req.method,
+            req.uri,
+            host(req)
+        )
+    }
+}

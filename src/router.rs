@@ -1,0 +1,154 @@
+//! NGINX location selection: `exact` (`=`) wins; otherwise the longest matching prefix, which wins
+//! outright when marked `no_regex` (`^~`); otherwise the first matching regex in config order;
+//! otherwise the longest prefix. Compiled once per config (one `RegexSet`), never per request.
+
+use regex::RegexSet;
+use std::collections::HashMap;
+
+/// How a location matches the normalised URI path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Matcher {
+    Exact(String),
+    Prefix {
+        prefix: String,
+        no_regex: bool,
+    },
+    Regex {
+        pattern: String,
+        case_insensitive: bool,
+    },
+}
+
+#[derive(Debug)]
+pub struct Router {
+    exact: HashMap<String, usize>,
+    /// (prefix, location index, no_regex), longest first.
+    prefixes: Vec<(String, usize, bool)>,
+    regexes: Option<RegexSet>,
+    /// Location index of each pattern in `regexes`.
+    regex_locations: Vec<usize>,
+}
+
+impl Router {
+    /// Build from the locations' matchers in config order. Errors carry the offending index.
+    pub fn new(matchers: Vec<Matcher>) -> Result<Router, (usize, String)> {
+        let mut exact = HashMap::new();
+        let mut prefixes = Vec::new();
+        let mut patterns = Vec::new();
+        let mut regex_locations = Vec::new();
+        for (i, m) in matchers.into_iter().enumerate() {
+            match m {
+                Matcher::Exact(p) => {
+                    if exact.insert(p.clone(), i).is_some() {
+                        return Err((i, format!("duplicate location `= {p}`")));
+                    }
+                }
+                Matcher::Prefix { prefix, no_regex } => {
+                    if prefixes.iter().any(|(p, _, _)| *p == prefix) {
+                        return Err((i, format!("duplicate location `{prefix}`")));
+                    }
+                    prefixes.push((prefix, i, no_regex));
+                }
+                Matcher::Regex {
+                    pattern,
+                    case_insensitive,
+                } => {
+                    patterns.push(if case_insensitive {
+                        format!("(?i){pattern}")
+                    } else {
+                        pattern
+                    });
+                    regex_locations.push(i);
+                }
+            }
+        }
+        prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
+        let regexes = if patterns.is_empty() {
+            None
+        } else {
+            Some(RegexSet::new(&patterns).map_err(|e| (regex_locations[0], e.to_string()))?)
+        };
+        Ok(Router {
+            exact,
+            prefixes,
+            regexes,
+            regex_locations,
+        })
+    }
+
+    /// The location index for a normalised path, or `None` (404).
+    pub fn find(&self, path: &str) -> Option<usize> {
+        if let Some(&i) = self.exact.get(path) {
+            return Some(i);
+        }
+        let longest = self
+            .prefixes
+            .iter()
+            .find(|(p, _, _)| path.starts_with(p.as_str()));
+        if let Some((_, i, true)) = longest {
+            return Some(*i);
+        }
+        if let Some(set) = &self.regexes {
+            // RegexSet reports every match; the lowest index is the first in config order.
+            if let Some(first) = set.matches(path).iter().next() {
+                return Some(self.regex_locations[first]);
+            }
+        }
+        longest.map(|(_, i, _)| *i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn prefix(p: &str, no_regex: bool) -> Matcher {
+        Matcher::Prefix {
+            prefix: p.into(),
+            no_regex,
+        }
+    }
+    fn re(p: &str, ci: bool) -> Matcher {
+        Matcher::Regex {
+            pattern: p.into(),
+            case_insensitive: ci,
+        }
+    }
+
+    #[test]
+    fn nginx_precedence() {
+        // The NGINX documentation's example, locations A..E.
+        let r = Router::new(vec![
+            Matcher::Exact("/".into()),     // A
+            prefix("/", false),             // B
+            prefix("/documents/", false),   // C
+            prefix("/images/", true),       // D
+            re(r"\.(gif|jpg|jpeg)$", true), // E
+        ])
+        .unwrap();
+        assert_eq!(r.find("/"), Some(0));
+        assert_eq!(r.find("/index.html"), Some(1));
+        assert_eq!(r.find("/documents/document.html"), Some(2));
+        assert_eq!(r.find("/images/1.gif"), Some(3));
+        assert_eq!(r.find("/documents/1.JPG"), Some(4));
+    }
+
+    #[test]
+    fn first_regex_wins_and_no_match_is_none() {
+        let r = Router::new(vec![
+            re(r"^/a", false),
+            re(r"^/a/b", false),
+            prefix("/z", false),
+        ])
+        .unwrap();
+        assert_eq!(r.find("/a/b"), Some(0));
+        assert_eq!(r.find("/A"), None);
+        assert_eq!(r.find("/q"), None);
+        assert_eq!(r.find("/zz"), Some(2));
+    }
+
+    #[test]
+    fn duplicates_are_errors() {
+        assert!(Router::new(vec![prefix("/a", false), prefix("/a", true)]).is_err());
+    }
+}
