@@ -42,8 +42,8 @@ pub async fn configured_page(cfg: &Config, status: u16) -> Option<(String, Bytes
     Some((files::content_type(cfg, &path), Bytes::from(body)))
 }
 
-/// Write a complete error response for `status` to the client.
-pub async fn respond(session: &mut Session, cfg: &Config, status: u16) -> Result<()> {
+/// Build the complete error response for `status`: its header and body.
+pub async fn build(cfg: &Config, status: u16) -> Result<(Box<ResponseHeader>, Bytes)> {
     let (ctype, body) = match configured_page(cfg, status).await {
         Some(p) => p,
         None => ("text/html".to_string(), builtin_body(status)),
@@ -59,9 +59,17 @@ pub async fn respond(session: &mut Session, cfg: &Config, status: u16) -> Result
     if status >= 500 || status == 400 {
         // NGINX closes the client connection after these.
         h.insert_header(header::CONNECTION, "close")?;
+    }
+    Ok((Box::new(h), body))
+}
+
+/// Write a response built by [`build`] (after the caller applied its header rules).
+pub async fn send(session: &mut Session, h: Box<ResponseHeader>, body: Bytes) -> Result<()> {
+    let status = h.status.as_u16();
+    if status >= 500 || status == 400 {
         session.set_keepalive(None);
     }
-    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_header(h, false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
 }

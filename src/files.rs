@@ -32,6 +32,8 @@ pub enum Plan {
     Head(Box<ResponseHeader>),
     /// An error status to answer through the error-page machinery.
     Error(u16),
+    /// 416 for a file of this size (answered as an error, plus `Content-Range: bytes */size`).
+    Unsatisfiable(u64),
 }
 
 /// Map a normalised URI path to a file path under the location's root or alias.
@@ -324,12 +326,7 @@ fn plan_file(
         if if_range_ok {
             match parse_range(r, size) {
                 Some(Ok(rg)) => range = Some(rg),
-                Some(Err(())) => {
-                    let mut h = base_header(416);
-                    let _ = h.insert_header(header::CONTENT_RANGE, format!("bytes */{size}"));
-                    let _ = h.insert_header(header::CONTENT_LENGTH, 0);
-                    return Plan::Head(h);
-                }
+                Some(Err(())) => return Plan::Unsatisfiable(size),
                 None => {}
             }
         }

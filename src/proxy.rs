@@ -285,7 +285,12 @@ impl App {
             return Ok(());
         };
         match files::plan(cfg, st, session.req_header(), &ctx.path) {
-            Plan::Error(status) => error_page::respond(session, cfg, status).await,
+            Plan::Error(status) => self.send_error(session, ctx, status, None).await,
+            Plan::Unsatisfiable(size) => {
+                let range = format!("bytes */{size}");
+                self.send_error(session, ctx, 416, Some((header::CONTENT_RANGE, range)))
+                    .await
+            }
             Plan::Head(mut h) => {
                 self.apply_headers(session, ctx, location, &mut h);
                 session.write_response_header(h, true).await
@@ -307,6 +312,25 @@ impl App {
                 files::send_body(session, &path, offset, len).await
             }
         }
+    }
+
+    /// Answer with an error status: the error page (or built-in page), plus the matched
+    /// location's header rules (only its `always` ones apply to error statuses).
+    async fn send_error(
+        &self,
+        session: &mut Session,
+        ctx: &Ctx,
+        status: u16,
+        extra: Option<(http::HeaderName, String)>,
+    ) -> Result<()> {
+        let (mut h, body) = error_page::build(&ctx.state.cfg, status).await?;
+        if let Some((name, value)) = extra {
+            h.insert_header(name, value)?;
+        }
+        if let Some(location) = ctx.location() {
+            self.apply_headers(session, ctx, location, &mut h);
+        }
+        error_page::send(session, h, body).await
     }
 
     fn apply_headers(
@@ -356,12 +380,12 @@ impl ProxyHttp for App {
         match uri::normalize(session.req_header().uri.path()) {
             Ok(p) => ctx.path = p,
             Err(_) => {
-                error_page::respond(session, cfg, 400).await?;
+                self.send_error(session, ctx, 400, None).await?;
                 return Ok(true);
             }
         }
         let Some(loc) = cfg.router.find(&ctx.path) else {
-            error_page::respond(session, cfg, 404).await?;
+            self.send_error(session, ctx, 404, None).await?;
             return Ok(true);
         };
         ctx.location = Some(loc);
@@ -519,8 +543,7 @@ impl ProxyHttp for App {
         };
         // Nothing can be sent once the response has started (an upstream failing mid-body).
         if code > 0 && session.response_written().is_none() {
-            let state = ctx.state.clone();
-            if let Err(err) = error_page::respond(session, &state.cfg, code).await {
+            if let Err(err) = self.send_error(session, ctx, code, None).await {
                 log::debug!("failed to send error response: {err}");
             }
         }

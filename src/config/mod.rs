@@ -33,6 +33,10 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            // not about a position in the file (e.g. it cannot be read)
+            return write!(f, "{}: {}", self.file.display(), self.message);
+        }
         write!(
             f,
             "{}:{}:{}: {}",
@@ -198,12 +202,17 @@ impl Config {
     }
 }
 
-/// serde_yaml appends " at line L column C"; we print the position in front instead.
+/// serde_yaml writes " at line L column C" into its messages; we print the position in front
+/// instead, and quote the key path it starts with (`a.b[0]: msg` → `` `a.b[0]`: msg``).
 fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
-    }
+    static POS: once_cell::sync::Lazy<Regex> = once_cell::sync::Lazy::new(|| {
+        Regex::new(r" at line \d+ column \d+").expect("static regex")
+    });
+    static PATH: once_cell::sync::Lazy<Regex> = once_cell::sync::Lazy::new(|| {
+        Regex::new(r"^([A-Za-z0-9_\-]+(?:\.[A-Za-z0-9_\-]+|\[\d+\])*): ").expect("static regex")
+    });
+    let m = POS.replace_all(msg, "");
+    PATH.replace(&m, "`$1`: ").into_owned()
 }
 
 struct Compiler {

@@ -1,0 +1,426 @@
+//! Acceptance checks of the shipped configurations: `conf/outrigger.yaml` (the Alertmanager
+//! sidecar) and `conf/static-api.yaml` (static site + API), each run from a copy of `conf/` and
+//! `static/` in a temp dir, with the addresses set through the environment as in Kubernetes.
+
+mod common;
+
+use std::fs::File;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant, SystemTime};
+
+use common::*;
+
+const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
+const NINETY_DAYS: u64 = 90 * 24 * 3600;
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
+    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
+        }
+    }
+}
+
+/// The shipped `conf/` + `static/` copied into a temp dir, and an outrigger running one of the
+/// configs from there, started from an unrelated working directory.
+struct Shipped {
+    tmp: tempfile::TempDir,
+    _cwd: tempfile::TempDir,
+    child: Child,
+    port: u16,
+}
+
+impl Shipped {
+    fn start(config: &str, env: &[(&str, &str)]) -> Shipped {
+        let tmp = tempfile::Builder::new()
+            .prefix("outrigger-shipped-")
+            .tempdir()
+            .expect("temp dir");
+        let root = Path::new(MANIFEST_DIR);
+        copy_dir(&root.join("conf"), &tmp.path().join("conf"));
+        copy_dir(&root.join("static"), &tmp.path().join("static"));
+        let cwd = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let config_path = tmp.path().join("conf").join(config);
+        let stdout = File::create(tmp.path().join("stdout.log")).unwrap();
+        let stderr = File::create(tmp.path().join("stderr.log")).unwrap();
+        let child = Command::new(OUTRIGGER_BIN)
+            .arg("-c")
+            .arg(&config_path)
+            .env("OUTRIGGER_LISTEN", &listen)
+            .env_remove("OUTRIGGER_PID_FILE")
+            .envs(env.iter().copied())
+            .current_dir(cwd.path())
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .expect("spawn outrigger");
+        let mut s = Shipped {
+            tmp,
+            _cwd: cwd,
+            child,
+            port,
+        };
+        s.wait_ready();
+        s
+    }
+
+    fn static_file(&self, rel: &str) -> Vec<u8> {
+        let p: PathBuf = self.tmp.path().join("static").join(rel);
+        std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn logs(&self) -> String {
+        let read = |n: &str| {
+            std::fs::read(self.tmp.path().join(n))
+                .map(|b| String::from_utf8_lossy(&b).into_owned())
+                .unwrap_or_default()
+        };
+        format!(
+            "--- stdout ---\n{}\n--- stderr ---\n{}",
+            read("stdout.log"),
+            read("stderr.log")
+        )
+    }
+
+    fn wait_ready(&mut self) {
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                panic!("outrigger exited during startup ({st})\n{}", self.logs());
+            }
+            if TcpStream::connect_timeout(
+                &([127, 0, 0, 1], self.port).into(),
+                Duration::from_millis(200),
+            )
+            .is_ok()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "outrigger did not listen on 127.0.0.1:{}\n{}",
+                self.port,
+                self.logs()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Shipped {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An address nothing listens on.
+fn dead_addr() -> String {
+    format!("127.0.0.1:{}", free_port())
+}
+
+fn assert_expires_in_90_days(r: &Response) {
+    let expires = r
+        .header("expires")
+        .unwrap_or_else(|| panic!("no Expires header: {:?}", r.headers));
+    let t = httpdate::parse_http_date(expires)
+        .unwrap_or_else(|e| panic!("bad Expires {expires:?}: {e}"));
+    let ahead = t
+        .duration_since(SystemTime::now())
+        .unwrap_or_else(|_| panic!("Expires {expires:?} is in the past"))
+        .as_secs();
+    assert!(
+        ahead.abs_diff(NINETY_DAYS) < 120,
+        "Expires {expires:?} is {ahead}s ahead, expected ~{NINETY_DAYS}s"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// `-t` on the shipped files in place
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn shipped_configs_pass_config_test_in_place() {
+    for name in ["outrigger.yaml", "static-api.yaml"] {
+        let path = Path::new(MANIFEST_DIR).join("conf").join(name);
+        let out = run_outrigger(&["-t", "-c", path.to_str().unwrap()]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "`outrigger -t -c {}` failed: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// conf/outrigger.yaml: the Alertmanager sidecar
+// ---------------------------------------------------------------------------------------------
+
+fn alertmanager(origin_addr: &str) -> Shipped {
+    Shipped::start("outrigger.yaml", &[("ALERTMANAGER_ADDR", origin_addr)])
+}
+
+#[test]
+fn sidecar_serves_script_js_from_static_with_90d_expiry() {
+    let origin = start_origin();
+    let s = alertmanager(&origin.addr());
+    let expected = s.static_file("script.js");
+    for path in ["/script.js", "/%73cript.js"] {
+        let r = get(s.port, path);
+        assert_eq!(r.status, 200, "{path}: {}\n{}", r.text(), s.logs());
+        assert!(
+            r.body == expected,
+            "{path}: body differs from static/script.js"
+        );
+        assert_eq!(
+            r.header("cache-control"),
+            Some("max-age=7776000"),
+            "{path}: {:?}",
+            r.headers
+        );
+        assert_eq!(r.headers_all("cache-control").len(), 1, "{:?}", r.headers);
+        assert_expires_in_90_days(&r);
+        assert!(
+            !r.has_header("x-proxy-cache"),
+            "{path}: static response has X-Proxy-Cache: {:?}",
+            r.headers
+        );
+    }
+    assert_eq!(
+        origin.hit_count(),
+        0,
+        "script.js must not reach the upstream"
+    );
+}
+
+#[test]
+fn sidecar_proxies_api_with_client_host_and_public_cache_control() {
+    let origin = start_origin();
+    let s = alertmanager(&origin.addr());
+
+    let r = get_with(
+        s.port,
+        "/api/v2/status",
+        &[("Host", "alertmanager.example.com:8080")],
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.logs());
+    let echo = r.json();
+    assert_eq!(echo["uri"], "/api/v2/status");
+    assert_eq!(
+        echo["headers"]["host"], "alertmanager.example.com",
+        "Host is $host: the client's host without port"
+    );
+    assert_eq!(
+        r.headers_all("cache-control"),
+        vec!["public"],
+        "{:?}",
+        r.headers
+    );
+    assert!(!r.has_header("expires"), "{:?}", r.headers);
+    assert!(
+        !r.has_header("x-proxy-cache"),
+        "no cache yet: X-Proxy-Cache must be absent, got {:?}",
+        r.header("x-proxy-cache")
+    );
+
+    // Alertmanager answers with its own `Cache-Control: no-store`; set_header replaces it.
+    let r = get_with(
+        s.port,
+        "/api/v2/alerts?active=true",
+        &[("X-Origin-Header", "Cache-Control: no-store")],
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["uri"], "/api/v2/alerts?active=true");
+    assert_eq!(
+        r.headers_all("cache-control"),
+        vec!["public"],
+        "{:?}",
+        r.headers
+    );
+    assert!(!r.has_header("expires"), "{:?}", r.headers);
+    assert!(!r.has_header("x-proxy-cache"), "{:?}", r.headers);
+}
+
+#[test]
+fn sidecar_proxied_static_extensions_get_90d() {
+    let origin = start_origin();
+    let s = alertmanager(&origin.addr());
+    for (path, origin_cc) in [
+        ("/some/app.js", None),
+        ("/static/style.css", Some("Cache-Control: no-store")),
+        ("/favicon.ico", None),
+    ] {
+        let mut headers = vec![("Host", "am.local")];
+        if let Some(h) = origin_cc {
+            headers.push(("X-Origin-Header", h));
+        }
+        let r = get_with(s.port, path, &headers);
+        assert_eq!(r.status, 200, "{path}: {}\n{}", r.text(), s.logs());
+        assert_eq!(r.json()["uri"], path, "proxied to the origin unchanged");
+        assert_eq!(
+            r.headers_all("cache-control"),
+            vec!["public, max-age=7776000"],
+            "{path}: {:?}",
+            r.headers
+        );
+        assert_expires_in_90_days(&r);
+        assert!(!r.has_header("x-proxy-cache"), "{path}: {:?}", r.headers);
+    }
+    assert_eq!(origin.hit_count(), 3);
+}
+
+#[test]
+fn sidecar_post_body_reaches_alertmanager() {
+    let origin = start_origin();
+    let s = alertmanager(&origin.addr());
+    let body = br#"{"matchers":[{"name":"alertname","value":"Watchdog","isRegex":false}],"createdBy":"test","comment":"x","startsAt":"2026-01-01T00:00:00Z","endsAt":"2026-01-02T00:00:00Z"}"#;
+    let r = send(
+        s.port,
+        "POST",
+        "/api/v2/silences",
+        &[("Content-Type", "application/json")],
+        body,
+    );
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.logs());
+    let echo = r.json();
+    assert_eq!(echo["method"], "POST");
+    assert_eq!(echo["uri"], "/api/v2/silences");
+    assert_eq!(echo["body"], String::from_utf8_lossy(body).as_ref());
+    assert_eq!(echo["body_len"], body.len());
+    assert_eq!(echo["headers"]["content-type"], "application/json");
+    let recorded = origin.last_request().expect("origin saw the POST");
+    assert_eq!(recorded["body"], String::from_utf8_lossy(body).as_ref());
+}
+
+#[test]
+fn sidecar_alertmanager_down_gives_502_with_50x_page() {
+    let s = alertmanager(&dead_addr());
+    let expected = s.static_file("50x.html");
+    for path in ["/", "/api/v2/status"] {
+        let r = get(s.port, path);
+        assert_eq!(r.status, 502, "{path}: {}\n{}", r.text(), s.logs());
+        assert!(
+            r.body == expected,
+            "{path}: body is not static/50x.html: {:?}",
+            r.text()
+        );
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("text/html")),
+            "{path}: {:?}",
+            r.headers
+        );
+    }
+    // The static script still works while the app is down.
+    let r = get(s.port, "/script.js");
+    assert_eq!(r.status, 200);
+    assert!(r.body == s.static_file("script.js"));
+}
+
+// ---------------------------------------------------------------------------------------------
+// conf/static-api.yaml: static site + API
+// ---------------------------------------------------------------------------------------------
+
+fn static_api(api_addr: &str) -> Shipped {
+    Shipped::start("static-api.yaml", &[("API_ADDR", api_addr)])
+}
+
+#[test]
+fn static_api_serves_site() {
+    let origin = start_origin();
+    let s = static_api(&origin.addr());
+    let index = s.static_file("site/index.html");
+    for path in ["/", "/index.html"] {
+        let r = get(s.port, path);
+        assert_eq!(r.status, 200, "{path}: {}\n{}", r.text(), s.logs());
+        assert!(
+            r.body == index,
+            "{path}: not static/site/index.html: {}",
+            r.text()
+        );
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("text/html")),
+            "{:?}",
+            r.headers
+        );
+    }
+    let r = get(s.port, "/script.js");
+    assert_eq!(r.status, 200, "{}", s.logs());
+    assert!(
+        r.body == s.static_file("site/script.js"),
+        "/script.js is not the site script: {}",
+        r.text()
+    );
+    assert_eq!(get(s.port, "/nope.html").status, 404);
+    assert_eq!(origin.hit_count(), 0);
+}
+
+#[test]
+fn static_api_strips_api_prefix() {
+    let origin = start_origin();
+    let s = static_api(&origin.addr());
+    let r = get(s.port, "/api/x?q=1");
+    assert_eq!(r.status, 200, "{}\n{}", r.text(), s.logs());
+    assert_eq!(r.json()["uri"], "/x?q=1");
+    let r = get(s.port, "/api/");
+    assert_eq!(r.status, 200, "{}", s.logs());
+    assert_eq!(r.json()["uri"], "/");
+    let r = get(s.port, "/api/deep/path/item");
+    assert_eq!(r.json()["uri"], "/deep/path/item");
+    assert_eq!(origin.hit_count(), 3);
+}
+
+#[test]
+fn static_api_api_down_gives_502_with_50x_page() {
+    let s = static_api(&dead_addr());
+    let r = get(s.port, "/api/");
+    assert_eq!(r.status, 502, "{}\n{}", r.text(), s.logs());
+    assert!(
+        r.body == s.static_file("50x.html"),
+        "body is not static/50x.html: {:?}",
+        r.text()
+    );
+    // The site itself is unaffected.
+    let r = get(s.port, "/");
+    assert_eq!(r.status, 200);
+    assert!(r.body == s.static_file("site/index.html"));
+}
+
+#[test]
+fn static_api_logs_combined_to_stdout() {
+    let origin = start_origin();
+    let s = static_api(&origin.addr());
+    assert_eq!(
+        get_with(s.port, "/api/logged?z=9", &[("User-Agent", "acceptance/1")]).status,
+        200
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let logs = s.logs();
+        if let Some(line) = logs.lines().find(|l| l.contains("/api/logged?z=9")) {
+            assert!(
+                line.starts_with("127.0.0.1 - - [")
+                    && line.contains("\"GET /api/logged?z=9 HTTP/1.1\" 200 ")
+                    && line.ends_with("\"-\" \"acceptance/1\""),
+                "combined access log line: {line:?}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no access log line\n{logs}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
