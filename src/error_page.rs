@@ -42,6 +42,12 @@ pub async fn configured_page(cfg: &Config, status: u16) -> Option<(String, Bytes
     Some((files::content_type(cfg, &path), Bytes::from(body)))
 }
 
+/// Whether NGINX drops keep-alive after answering `status` itself (its special responses for
+/// 400, 413, 414, 500 and 501; a 502/504 keeps the client connection).
+pub fn closes_connection(status: u16) -> bool {
+    matches!(status, 400 | 413 | 414 | 500 | 501)
+}
+
 /// Build the complete error response for `status`: its header and body.
 pub async fn build(cfg: &Config, status: u16) -> Result<(Box<ResponseHeader>, Bytes)> {
     let (ctype, body) = match configured_page(cfg, status).await {
@@ -56,8 +62,7 @@ pub async fn build(cfg: &Config, status: u16) -> Result<(Box<ResponseHeader>, By
     if status == 405 {
         h.insert_header(header::ALLOW, "GET, HEAD")?;
     }
-    if status >= 500 || status == 400 {
-        // NGINX closes the client connection after these.
+    if closes_connection(status) {
         h.insert_header(header::CONNECTION, "close")?;
     }
     Ok((Box::new(h), body))
@@ -66,7 +71,7 @@ pub async fn build(cfg: &Config, status: u16) -> Result<(Box<ResponseHeader>, By
 /// Write a response built by [`build`] (after the caller applied its header rules).
 pub async fn send(session: &mut Session, h: Box<ResponseHeader>, body: Bytes) -> Result<()> {
     let status = h.status.as_u16();
-    if status >= 500 || status == 400 {
+    if closes_connection(status) {
         session.set_keepalive(None);
     }
     session.write_response_header(h, false).await?;

@@ -13,10 +13,9 @@ use std::fs::Metadata;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
 /// Size of each chunk read from disk and written to the client.
-const CHUNK: usize = 128 * 1024;
+const CHUNK: usize = 256 * 1024;
 
 /// What a static request comes to before anything is written.
 #[derive(Debug)]
@@ -355,51 +354,37 @@ fn plan_file(
 }
 
 /// Stream `len` bytes of `path` from `offset` to the client (headers already written).
+///
+/// Reads are plain blocking `pread`s of page-cached data between socket writes, as NGINX's
+/// workers do: going through `tokio::fs` (a thread hop and an extra copy per chunk) halved the
+/// throughput of a 1 MiB file.
 pub async fn send_body(session: &mut Session, path: &Path, offset: u64, len: u64) -> Result<()> {
-    let mut f = tokio::fs::File::open(path).await.map_err(|e| {
-        pingora_error::Error::because(
-            pingora_error::ErrorType::FileReadError,
-            "open static file",
-            e,
-        )
-    })?;
-    if offset > 0 {
-        f.seek(std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(|e| {
-                pingora_error::Error::because(
-                    pingora_error::ErrorType::FileReadError,
-                    "seek static file",
-                    e,
-                )
-            })?;
-    }
-    let mut left = len;
-    while left > 0 {
-        let want = (left as usize).min(CHUNK);
-        let mut buf = BytesMut::with_capacity(want);
-        // read_buf fills up to capacity; loop until `want` or EOF (a file truncated meanwhile)
-        while buf.len() < want {
-            let n = f.read_buf(&mut buf).await.map_err(|e| {
-                pingora_error::Error::because(
-                    pingora_error::ErrorType::FileReadError,
-                    "read static file",
-                    e,
-                )
-            })?;
+    use std::os::unix::fs::FileExt;
+    let read_err = |what: &'static str, e: std::io::Error| {
+        pingora_error::Error::because(pingora_error::ErrorType::FileReadError, what, e)
+    };
+    let f = std::fs::File::open(path).map_err(|e| read_err("open static file", e))?;
+    let mut pos = offset;
+    let end = offset + len;
+    while pos < end {
+        let want = ((end - pos) as usize).min(CHUNK);
+        let mut buf = BytesMut::zeroed(want);
+        let mut filled = 0;
+        while filled < want {
+            let n = f
+                .read_at(&mut buf[filled..], pos + filled as u64)
+                .map_err(|e| read_err("read static file", e))?;
             if n == 0 {
-                break;
+                return pingora_error::Error::e_explain(
+                    pingora_error::ErrorType::FileReadError,
+                    "static file shrank while being sent",
+                );
             }
+            filled += n;
         }
-        if buf.is_empty() {
-            return pingora_error::Error::e_explain(
-                pingora_error::ErrorType::FileReadError,
-                "static file shrank while being sent",
-            );
-        }
-        left -= buf.len() as u64;
+        pos += want as u64;
         let chunk: Bytes = buf.freeze();
-        session.write_response_body(Some(chunk), left == 0).await?;
+        session.write_response_body(Some(chunk), pos == end).await?;
     }
     Ok(())
 }

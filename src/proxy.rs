@@ -262,6 +262,42 @@ const HIDDEN_UPSTREAM: [&str; 5] = [
     "x-accel-charset",
 ];
 
+/// Longest request line and header line accepted (NGINX's `large_client_header_buffers 4 8k`).
+const MAX_HEAD_LINE: usize = 8 * 1024;
+
+/// Request-head checks NGINX makes and Pingora does not: 414 for a request line over 8 KiB,
+/// 400 for a header line over 8 KiB, 400 for HTTP/1.1 without `Host`.
+fn check_request_head(req: &RequestHeader) -> Option<u16> {
+    let target_len = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len + req.method.as_str().len() + 10 > MAX_HEAD_LINE {
+        return Some(414);
+    }
+    if req
+        .headers
+        .iter()
+        .any(|(n, v)| n.as_str().len() + v.len() + 2 > MAX_HEAD_LINE)
+    {
+        return Some(400);
+    }
+    if req.version == http::Version::HTTP_11
+        && req.uri.host().is_none()
+        && !req.headers.contains_key(header::HOST)
+    {
+        return Some(400);
+    }
+    None
+}
+
+/// Whether `e` means the client went away (errors writing to or reading from it). Errors of
+/// our own `write_response_*` calls in `request_filter` carry no source, hence "not upstream".
+fn client_gone(e: &Error) -> bool {
+    *e.esource() != ErrorSource::Upstream
+        && matches!(
+            e.etype(),
+            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+        )
+}
+
 /// Build the upstream request target for a `proxy_pass` with a URI part.
 pub fn rewrite_target(p: &ProxyConfig, path: &str, query: Option<&str>) -> Option<String> {
     let (prefix, replacement) = p.rewrite.as_ref()?;
@@ -377,6 +413,10 @@ impl ProxyHttp for App {
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         let state = ctx.state.clone();
         let cfg = &state.cfg;
+        if let Some(status) = check_request_head(session.req_header()) {
+            self.send_error(session, ctx, status, None).await?;
+            return Ok(true);
+        }
         match uri::normalize(session.req_header().uri.path()) {
             Ok(p) => ctx.path = p,
             Err(_) => {
@@ -525,6 +565,7 @@ impl ProxyHttp for App {
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let upstream = *e.esource() == ErrorSource::Upstream;
         let code = match e.etype() {
+            _ if client_gone(e) => 0,
             ErrorType::HTTPStatus(c) => *c,
             ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout
                 if upstream =>
@@ -543,7 +584,11 @@ impl ProxyHttp for App {
         };
         // Nothing can be sent once the response has started (an upstream failing mid-body).
         if code > 0 && session.response_written().is_none() {
-            if let Err(err) = self.send_error(session, ctx, code, None).await {
+            // Pingora 0.9 drops the client connection after a failed proxy attempt whatever we
+            // return here (NGINX keeps it after a 502/504), so say so to the client.
+            session.set_keepalive(None);
+            let close = Some((header::CONNECTION, "close".to_string()));
+            if let Err(err) = self.send_error(session, ctx, code, close).await {
                 log::debug!("failed to send error response: {err}");
             }
         }
@@ -562,6 +607,18 @@ impl ProxyHttp for App {
             };
             log.log(&vars);
         }
+    }
+
+    fn suppress_error_log(&self, session: &Session, ctx: &Ctx, e: &Error) -> bool {
+        // A client that goes away is not a server error (NGINX logs it at `info`).
+        let client_gone = client_gone(e);
+        if client_gone {
+            log::info!(
+                "client closed the connection: {e}, {}",
+                self.request_summary(session, ctx)
+            );
+        }
+        client_gone
     }
 
     fn request_summary(&self, session: &Session, ctx: &Ctx) -> String {

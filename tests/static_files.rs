@@ -357,6 +357,34 @@ fn range_beyond_size_is_416() {
     let r = get_with(proxy.port, "/data.bin", &[("Range", "bytes=100000-")]);
     assert_status(&r, 416, "Range: bytes=100000-");
     assert_eq!(r.header("content-range"), Some("bytes */1000"));
+    // NGINX answers 416 with its error page, not an empty body
+    assert!(
+        r.text().contains("416 Range Not Satisfiable"),
+        "{}",
+        r.text()
+    );
+}
+
+/// A client that disconnects mid-download is not a server error: nothing at `[error]` level
+/// (NGINX logs it at `info`), and the server keeps serving.
+#[test]
+fn client_abort_is_not_logged_as_error() {
+    let proxy = start_static();
+    for _ in 0..5 {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", proxy.port)).expect("connect");
+        std::io::Write::write_all(&mut s, b"GET /big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+            .expect("send");
+        let mut buf = [0u8; 1024];
+        let _ = std::io::Read::read(&mut s, &mut buf);
+        drop(s); // close with most of the 1 MiB body unsent
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(get(proxy.port, "/page.html").status, 200);
+    let logs = proxy.logs();
+    assert!(
+        !logs.contains("[error]"),
+        "client aborts logged as errors:\n{logs}"
+    );
 }
 
 #[test]
