@@ -2,6 +2,7 @@
 //! NGINX vocabulary in YAML.
 
 pub mod access_log;
+pub mod cache;
 pub mod config;
 pub mod error_page;
 pub mod files;

@@ -3,7 +3,8 @@
 //! (`headers`), error pages (`error_page`) and the access log (`access_log`).
 
 use crate::access_log::AccessLog;
-use crate::config::{Config, Handler, Location, ProxyConfig};
+use crate::cache::{policy, Zone};
+use crate::config::{CacheRules, Config, Handler, Location, ProxyConfig};
 use crate::error_page;
 use crate::files::{self, Plan};
 use crate::server::InflightGuard;
@@ -13,6 +14,8 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -25,6 +28,8 @@ use std::time::{Duration, Instant};
 pub struct State {
     pub cfg: Arc<Config>,
     pub access_log: Option<AccessLog>,
+    /// The open cache zones, indexed like `cfg.zones`.
+    pub zones: Vec<&'static Zone>,
 }
 
 /// The proxy application.
@@ -45,6 +50,10 @@ pub struct Ctx {
     pub upstream_status: Option<u16>,
     /// `$upstream_cache_status`; empty while the location has no cache.
     pub cache_status: &'static str,
+    /// The cache is in play for this request (cacheable method on a location with `cache:`).
+    pub cache_on: bool,
+    /// `cache.bypass` matched: lookup skipped, the response is still stored.
+    pub cache_bypass: bool,
     /// An error page replacing an upstream error body (`intercept_errors`).
     pub intercept: Option<Bytes>,
     _inflight: InflightGuard,
@@ -57,6 +66,35 @@ impl Ctx {
 
     fn location(&self) -> Option<&Location> {
         self.location.map(|i| &self.state.cfg.locations[i])
+    }
+
+    fn cache_rules(&self) -> Option<&CacheRules> {
+        self.location().and_then(|l| l.cache.as_ref())
+    }
+}
+
+/// A request's variables with a different request URI (to compute the cache key of the URI a
+/// `Location` header names).
+struct WithUri<'a> {
+    inner: &'a RequestVars<'a>,
+    path: &'a str,
+    query: Option<&'a str>,
+}
+
+impl VarSource for WithUri<'_> {
+    fn write_var(&self, var: &Var, out: &mut String) {
+        match var {
+            Var::RequestUri => {
+                out.push_str(self.path);
+                if let Some(q) = self.query {
+                    out.push('?');
+                    out.push_str(q);
+                }
+            }
+            Var::Uri => out.push_str(self.path),
+            Var::Args => out.push_str(self.query.unwrap_or("")),
+            other => self.inner.write_var(other, out),
+        }
     }
 }
 
@@ -350,6 +388,94 @@ impl App {
         }
     }
 
+    /// `PURGE /uri`: drop every stored variant of the URI's key; 200, 404 when absent, 403 for
+    /// clients outside `purge.allow`.
+    async fn purge(&self, session: &mut Session, ctx: &mut Ctx, rules: &CacheRules) -> Result<()> {
+        let ip = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        if !ip.is_some_and(|ip| rules.purge_allow.iter().any(|n| n.contains(&ip))) {
+            return self.send_error(session, ctx, 403, None).await;
+        }
+        if let Some(Location {
+            handler: Handler::Proxy(p),
+            ..
+        }) = ctx.location()
+        {
+            ctx.upstream = Some(p.upstream);
+        }
+        let key = policy::key_bytes(
+            rules,
+            &RequestVars {
+                session,
+                ctx,
+                resp: None,
+            },
+        );
+        let zone = ctx.state.zones[rules.zone];
+        let found = zone
+            .storage
+            .remove_primary(&pingora_cache::key::hash_key(&key));
+        if !found {
+            return self.send_error(session, ctx, 404, None).await;
+        }
+        let body = Bytes::from_static(b"{\"purged\":true}\n");
+        let mut h = ResponseHeader::build(200, Some(4))?;
+        h.insert_header(header::SERVER, crate::SERVER_NAME)?;
+        h.insert_header(header::CONTENT_TYPE, "application/json")?;
+        h.insert_header(header::CONTENT_LENGTH, body.len())?;
+        session.write_response_header(Box::new(h), false).await?;
+        session.write_response_body(Some(body), true).await
+    }
+
+    /// RFC 9111 §4.4: a successful unsafe request invalidates the stored GET of its URI and of
+    /// the same-host URIs its `Location` / `Content-Location` name.
+    fn invalidate_unsafe(&self, session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
+        let Some(rules) = ctx.cache_rules() else {
+            return;
+        };
+        let method = &session.req_header().method;
+        let unsafe_method = !matches!(
+            *method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE
+        );
+        if !rules.invalidate_on_unsafe || !unsafe_method || resp.status.as_u16() >= 400 {
+            return;
+        }
+        let vars = RequestVars {
+            session,
+            ctx,
+            resp: None,
+        };
+        let storage = ctx.state.zones[rules.zone].storage;
+        let own = policy::key_bytes(rules, &vars);
+        storage.remove_primary(&pingora_cache::key::hash_key(&own));
+        let host = host(session.req_header());
+        for name in [header::LOCATION, header::CONTENT_LOCATION] {
+            let Some(uri) = resp
+                .headers
+                .get(&name)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<http::Uri>().ok())
+            else {
+                continue;
+            };
+            if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(&host))
+                || !uri.path().starts_with('/')
+            {
+                continue;
+            }
+            let other = WithUri {
+                inner: &vars,
+                path: uri.path(),
+                query: uri.query(),
+            };
+            let key = policy::key_bytes(rules, &other);
+            storage.remove_primary(&pingora_cache::key::hash_key(&key));
+        }
+    }
+
     /// Answer with an error status: the error page (or built-in page), plus the matched
     /// location's header rules (only its `always` ones apply to error statuses).
     async fn send_error(
@@ -405,6 +531,8 @@ impl ProxyHttp for App {
             upstream_time: None,
             upstream_status: None,
             cache_status: "",
+            cache_on: false,
+            cache_bypass: false,
             intercept: None,
             _inflight: InflightGuard::new(),
         }
@@ -429,6 +557,14 @@ impl ProxyHttp for App {
             return Ok(true);
         };
         ctx.location = Some(loc);
+        if session.req_header().method.as_str() == "PURGE" {
+            if let Some(rules) = cfg.locations[loc].cache.as_ref() {
+                if !rules.purge_allow.is_empty() {
+                    self.purge(session, ctx, rules).await?;
+                    return Ok(true);
+                }
+            }
+        }
         match &cfg.locations[loc].handler {
             Handler::Static(_) => {
                 self.serve_static(session, ctx, loc).await?;
@@ -447,6 +583,117 @@ impl ProxyHttp for App {
         };
         ctx.upstream_start.get_or_insert_with(Instant::now);
         Ok(Box::new(ctx.cfg().upstreams[u].peer.clone()))
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
+        let state = ctx.state.clone();
+        let Some(rules) = ctx
+            .location
+            .and_then(|i| state.cfg.locations[i].cache.as_ref())
+        else {
+            return Ok(());
+        };
+        let method = &session.req_header().method;
+        if !(*method == http::Method::GET || (*method == http::Method::HEAD && rules.head)) {
+            return Ok(());
+        }
+        let zone = state.zones[rules.zone];
+        let lock = rules.lock.map(|(_, age)| zone.lock(age));
+        let mut overrides = pingora_cache::CacheOptionOverrides::default();
+        overrides.wait_timeout = rules.lock.map(|(timeout, _)| timeout);
+        session.cache.enable(
+            zone.storage,
+            Some(zone.eviction),
+            None,
+            lock,
+            Some(overrides),
+        );
+        if let Some(max) = state.cfg.zones[rules.zone].max_entry_size {
+            session
+                .cache
+                .set_max_file_size_bytes(usize::try_from(max).unwrap_or(usize::MAX));
+        }
+        ctx.cache_on = true;
+        let vars = RequestVars {
+            session,
+            ctx,
+            resp: None,
+        };
+        if policy::any_set(&rules.bypass, &vars) {
+            // NGINX `proxy_cache_bypass`: no lookup, but the response is still stored.
+            let key = CacheKey::new(policy::key_bytes(rules, &vars), "");
+            session.cache.set_cache_key(key);
+            session.cache.bypass();
+            ctx.cache_bypass = true;
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
+        let Some(rules) = ctx.cache_rules() else {
+            return Error::e_explain(ErrorType::InternalError, "cache key without cache rules");
+        };
+        let vars = RequestVars {
+            session,
+            ctx,
+            resp: None,
+        };
+        Ok(CacheKey::new(policy::key_bytes(rules, &vars), ""))
+    }
+
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<RespCacheable> {
+        let Some(rules) = ctx.cache_rules() else {
+            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
+        };
+        let vars = RequestVars {
+            session,
+            ctx,
+            resp: Some(resp),
+        };
+        let no_cache = policy::any_set(&rules.no_cache, &vars);
+        Ok(policy::cacheability(
+            rules,
+            session.req_header(),
+            resp,
+            no_cache,
+        ))
+    }
+
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        ctx: &mut Ctx,
+        req: &RequestHeader,
+    ) -> Option<HashBinary> {
+        policy::variance(ctx.cache_rules()?, meta, req)
+    }
+
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        ctx: &mut Ctx,
+        error: Option<&Error>,
+    ) -> bool {
+        let Some(rules) = ctx.cache_rules() else {
+            return false;
+        };
+        let stale = &rules.use_stale;
+        match error {
+            // stale-while-revalidate
+            None => stale.updating,
+            Some(e) => match e.etype() {
+                ErrorType::HTTPStatus(code) => stale.statuses.contains(code),
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                    stale.timeout
+                }
+                _ => stale.error && *e.esource() == ErrorSource::Upstream,
+            },
+        }
     }
 
     fn fail_to_connect(
@@ -519,6 +766,10 @@ impl ProxyHttp for App {
         let Some(location) = ctx.location.map(|i| &state.cfg.locations[i]) else {
             return Ok(());
         };
+        if ctx.cache_on {
+            ctx.cache_status = policy::status_label(session.cache.phase(), ctx.cache_bypass);
+        }
+        self.invalidate_unsafe(session, ctx, resp);
         for h in HIDDEN_UPSTREAM {
             resp.remove_header(h);
         }

@@ -3,6 +3,7 @@
 //! finish or the grace period ends; SIGINT: fast exit).
 
 use crate::access_log::AccessLog;
+use crate::cache::Zone;
 use crate::config::{Config, LogTarget};
 use crate::proxy::{App, State};
 use arc_swap::ArcSwap;
@@ -46,6 +47,8 @@ pub fn init_logging(cfg: &Config) {
     };
     let _ = env_logger::Builder::new()
         .filter_level(cfg.error_log.level)
+        // Pingora warns once that cache metadata headers are compressed without a dictionary.
+        .filter_module("pingora_cache::meta", log::LevelFilter::Error)
         .target(target)
         .format(|buf, rec| {
             writeln!(
@@ -63,7 +66,24 @@ pub fn init_logging(cfg: &Config) {
 /// Build the request-handling state (config plus its open access log).
 pub fn make_state(cfg: Arc<Config>) -> std::io::Result<State> {
     let access_log = cfg.access_log.as_ref().map(AccessLog::open).transpose()?;
-    Ok(State { cfg, access_log })
+    let zones = cfg
+        .zones
+        .iter()
+        .map(|z| {
+            Zone::open(z).map_err(|e| {
+                std::io::Error::other(format!(
+                    "cache zone `{}` at {}: {e}",
+                    z.name,
+                    z.path.display()
+                ))
+            })
+        })
+        .collect::<std::io::Result<Vec<_>>>()?;
+    Ok(State {
+        cfg,
+        access_log,
+        zones,
+    })
 }
 
 struct Signals {
@@ -128,7 +148,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     for addr in &cfg.listen {
         std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     }
-    let state = make_state(cfg.clone()).map_err(|e| format!("cannot open access log: {e}"))?;
+    let state = make_state(cfg.clone()).map_err(|e| format!("cannot start: {e}"))?;
     let grace = cfg.grace_period;
     let conf = ServerConf {
         threads: cfg.threads,

@@ -129,6 +129,72 @@ pub enum Handler {
     Proxy(ProxyConfig),
 }
 
+/// `caches.NAME`: a cache zone (NGINX `proxy_cache_path`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub path: PathBuf,
+    /// Directory levels from the end of the hex key, e.g. `[1, 2]` for `levels: "1:2"`.
+    pub levels: Vec<usize>,
+    /// Entries the in-memory index may hold (`keys_zone`: 8,000 per MiB, as NGINX).
+    pub max_entries: usize,
+    /// Entries not read for this long are removed.
+    pub inactive: Duration,
+    /// Total bytes on disk before least-recently-used entries are evicted.
+    pub max_size: u64,
+    /// Largest single entry stored.
+    pub max_entry_size: Option<u64>,
+}
+
+/// NGINX `proxy_ignore_headers`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IgnoreHeaders {
+    pub cache_control: bool,
+    pub expires: bool,
+    pub set_cookie: bool,
+    pub x_accel_expires: bool,
+    pub vary: bool,
+}
+
+/// NGINX `proxy_cache_use_stale`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UseStale {
+    pub error: bool,
+    pub timeout: bool,
+    pub updating: bool,
+    /// Upstream statuses for which a stale entry is served instead.
+    pub statuses: Vec<u16>,
+}
+
+impl UseStale {
+    pub fn on_error(&self) -> bool {
+        self.error || self.timeout || !self.statuses.is_empty()
+    }
+}
+
+/// A location's `cache:` rules (NGINX `proxy_cache*`).
+#[derive(Debug, Clone)]
+pub struct CacheRules {
+    /// Index into `Config::zones`.
+    pub zone: usize,
+    pub key: Template,
+    /// (status or `None` for any, time to live), first match wins.
+    pub valid: Vec<(Option<u16>, Duration)>,
+    pub bypass: Vec<Template>,
+    pub no_cache: Vec<Template>,
+    /// HEAD is answered from the GET entry when listed (GET always is).
+    pub head: bool,
+    /// Request collapsing: (how long a waiter waits, how long a fill may hold the lock).
+    pub lock: Option<(Duration, Duration)>,
+    pub use_stale: UseStale,
+    pub background_update: bool,
+    pub ignore: IgnoreHeaders,
+    /// Client networks allowed to `PURGE`; empty = purge off.
+    pub purge_allow: Vec<ipnet::IpNet>,
+    /// A successful POST/PUT/PATCH/DELETE invalidates the cached GET of its URI (RFC 9111 §4.4).
+    pub invalidate_on_unsafe: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct Location {
     /// How it was declared, for logs and metrics (`= /script.js`, `/`, `~ \.js$`).
@@ -136,6 +202,7 @@ pub struct Location {
     pub handler: Handler,
     pub headers: HeaderRules,
     pub intercept_errors: bool,
+    pub cache: Option<CacheRules>,
 }
 
 /// The compiled configuration. Immutable; shared as `Arc<Config>`.
@@ -149,6 +216,7 @@ pub struct Config {
     pub error_log: ErrorLogConfig,
     pub access_log: Option<AccessLogConfig>,
     pub upstreams: Vec<Upstream>,
+    pub zones: Vec<ZoneConfig>,
     pub locations: Vec<Location>,
     pub router: Router,
     /// Status → URI of its error page.
@@ -410,6 +478,11 @@ impl Compiler {
             upstreams.push(self.upstream(&p, name, u)?);
         }
 
+        let mut zones = Vec::new();
+        for (name, z) in &raw.caches {
+            zones.push(self.zone(&format!("caches.{name}"), name, z)?);
+        }
+
         let types: HashMap<String, String> = raw
             .types
             .iter()
@@ -462,7 +535,16 @@ impl Compiler {
         for (i, l) in raw.locations.iter().enumerate() {
             let p = format!("locations[{i}]");
             let (matcher, name) = self.matcher(&p, l)?;
-            let loc = self.location(&p, l, &matcher, name, &server, &mut upstreams)?;
+            let mut loc = self.location(&p, l, &matcher, name, &server, &mut upstreams)?;
+            if let Some(c) = &l.cache {
+                if !matches!(loc.handler, Handler::Proxy(_)) {
+                    return Err(self.key_err(
+                        &format!("{p}.cache"),
+                        "`cache` needs `proxy_pass` in the same location",
+                    ));
+                }
+                loc.cache = Some(self.cache_rules(&format!("{p}.cache"), c, &zones)?);
+            }
             matchers.push((matcher, p));
             locations.push(loc);
         }
@@ -516,6 +598,7 @@ impl Compiler {
             error_log,
             access_log,
             upstreams,
+            zones,
             locations,
             router,
             error_pages,
@@ -589,6 +672,212 @@ impl Compiler {
             idle,
             u.keepalive.unwrap_or(128),
         ))
+    }
+
+    fn size(&self, path: &str, v: Option<&Value>) -> R<Option<u64>> {
+        match v {
+            None => Ok(None),
+            Some(v) => {
+                let s = self.scalar(path, v)?;
+                units::parse_size(&s)
+                    .map(Some)
+                    .map_err(|e| self.err(path, e))
+            }
+        }
+    }
+
+    fn zone(&self, p: &str, name: &str, z: &raw::RawZone) -> R<ZoneConfig> {
+        let path = self.path(&format!("{p}.path"), &z.path)?;
+        let levels = match &z.levels {
+            None => Vec::new(),
+            Some(v) => {
+                let lp = format!("{p}.levels");
+                let s = self.scalar(&lp, v)?;
+                let levels: Option<Vec<usize>> = s
+                    .split(':')
+                    .map(|l| l.parse().ok().filter(|n| (1..=2).contains(n)))
+                    .collect();
+                match levels {
+                    Some(l) if l.len() <= 3 => l,
+                    _ => {
+                        return Err(self.err(
+                            &lp,
+                            format!("`{s}`: expected up to three levels of 1 or 2, e.g. \"1:2\""),
+                        ))
+                    }
+                }
+            }
+        };
+        let keys = self
+            .size(&format!("{p}.keys_zone"), z.keys_zone.as_ref())?
+            .unwrap_or(10 << 20);
+        let max_entries = ((keys / (128 * 1024 / 1000)).max(1000)) as usize;
+        let inactive = self.duration(
+            &format!("{p}.inactive"),
+            z.inactive.as_ref(),
+            Duration::from_secs(600),
+        )?;
+        let max_size = self
+            .size(&format!("{p}.max_size"), z.max_size.as_ref())?
+            .unwrap_or(u64::MAX / 4);
+        let max_entry_size =
+            self.size(&format!("{p}.max_entry_size"), z.max_entry_size.as_ref())?;
+        Ok(ZoneConfig {
+            name: name.to_string(),
+            path,
+            levels,
+            max_entries,
+            inactive,
+            max_size,
+            max_entry_size,
+        })
+    }
+
+    fn cache_rules(&self, p: &str, c: &raw::RawCache, zones: &[ZoneConfig]) -> R<CacheRules> {
+        let zone = zones.iter().position(|z| z.name == c.zone).ok_or_else(|| {
+            self.err(
+                &format!("{p}.zone"),
+                format!(
+                    "unknown cache zone `{}` (define it under `caches:`)",
+                    c.zone
+                ),
+            )
+        })?;
+        let key = self.template(
+            &format!("{p}.key"),
+            c.key.as_deref().unwrap_or("$scheme$proxy_host$request_uri"),
+        )?;
+        let mut valid = Vec::new();
+        for (k, v) in &c.valid {
+            let kp = match k {
+                Value::String(s) => format!("{p}.valid.{s}"),
+                Value::Number(n) => format!("{p}.valid.{n}"),
+                _ => return Err(self.err(&format!("{p}.valid"), "keys are status codes or `any`")),
+            };
+            let codes = match k {
+                Value::String(s) => s.clone(),
+                Value::Number(n) => n.to_string(),
+                _ => String::new(),
+            };
+            let ttl = self.duration(&kp, Some(v), Duration::ZERO)?;
+            for code in codes.split_whitespace() {
+                if code == "any" {
+                    valid.push((None, ttl));
+                } else {
+                    let c: u16 = code
+                        .parse()
+                        .ok()
+                        .filter(|c| (100..=599).contains(c))
+                        .ok_or_else(|| {
+                            self.key_err(&kp, format!("`{code}` is not a status code or `any`"))
+                        })?;
+                    valid.push((Some(c), ttl));
+                }
+            }
+        }
+        // `any` applies after the listed statuses, wherever it is written (NGINX)
+        valid.sort_by_key(|(s, _)| s.is_none());
+        let templates = |key: &str, list: &[String]| -> R<Vec<Template>> {
+            list.iter()
+                .enumerate()
+                .map(|(i, t)| self.template(&format!("{p}.{key}[{i}]"), t))
+                .collect()
+        };
+        let mut head = true;
+        if let Some(m) = &c.methods {
+            head = false;
+            for (i, m) in m.iter().enumerate() {
+                match m.to_ascii_uppercase().as_str() {
+                    "GET" => {}
+                    "HEAD" => head = true,
+                    other => {
+                        return Err(self.err(
+                            &format!("{p}.methods[{i}]"),
+                            format!("`{other}`: only GET and HEAD responses are cached"),
+                        ))
+                    }
+                }
+            }
+        }
+        let lock = match &c.lock {
+            None => Some((Duration::from_secs(5), Duration::from_secs(5))),
+            Some(l) => {
+                let lp = format!("{p}.lock");
+                if self.flag(&format!("{lp}.enabled"), l.enabled.as_ref(), true)? {
+                    Some((
+                        self.duration(
+                            &format!("{lp}.timeout"),
+                            l.timeout.as_ref(),
+                            Duration::from_secs(5),
+                        )?,
+                        self.duration(
+                            &format!("{lp}.age"),
+                            l.age.as_ref(),
+                            Duration::from_secs(5),
+                        )?,
+                    ))
+                } else {
+                    None
+                }
+            }
+        };
+        let mut use_stale = UseStale::default();
+        for (i, s) in c.use_stale.iter().enumerate() {
+            match s.as_str() {
+                "error" => use_stale.error = true,
+                "timeout" => use_stale.timeout = true,
+                "updating" => use_stale.updating = true,
+                "off" => {}
+                other => match other.strip_prefix("http_").and_then(|c| c.parse::<u16>().ok()) {
+                    Some(code @ (500 | 502 | 503 | 504 | 403 | 404 | 429)) => use_stale.statuses.push(code),
+                    _ => return Err(self.err(&format!("{p}.use_stale[{i}]"), format!("`{other}`: expected error, timeout, updating, http_500, http_502, http_503, http_504, http_403, http_404, http_429"))),
+                },
+            }
+        }
+        let mut ignore = IgnoreHeaders::default();
+        for (i, h) in c.ignore_headers.iter().enumerate() {
+            match h.to_ascii_lowercase().as_str() {
+                "cache-control" => ignore.cache_control = true,
+                "expires" => ignore.expires = true,
+                "set-cookie" => ignore.set_cookie = true,
+                "x-accel-expires" => ignore.x_accel_expires = true,
+                "vary" => ignore.vary = true,
+                other => return Err(self.err(&format!("{p}.ignore_headers[{i}]"), format!("`{other}`: expected Cache-Control, Expires, Set-Cookie, X-Accel-Expires or Vary"))),
+            }
+        }
+        let mut purge_allow = Vec::new();
+        if let Some(pg) = &c.purge {
+            for (i, a) in pg.allow.iter().enumerate() {
+                let ap = format!("{p}.purge.allow[{i}]");
+                let net = a
+                    .parse::<ipnet::IpNet>()
+                    .or_else(|_| a.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .map_err(|_| self.err(&ap, format!("`{a}` is not an IP address or CIDR")))?;
+                purge_allow.push(net);
+            }
+        }
+        Ok(CacheRules {
+            zone,
+            key,
+            valid,
+            bypass: templates("bypass", &c.bypass)?,
+            no_cache: templates("no_cache", &c.no_cache)?,
+            head,
+            lock,
+            use_stale,
+            background_update: self.flag(
+                &format!("{p}.background_update"),
+                c.background_update.as_ref(),
+                false,
+            )?,
+            ignore,
+            purge_allow,
+            invalidate_on_unsafe: self.flag(
+                &format!("{p}.invalidate_on_unsafe"),
+                c.invalidate_on_unsafe.as_ref(),
+                true,
+            )?,
+        })
     }
 
     fn symlinks(&self, p: &str, v: Option<&str>, default: SymlinkPolicy) -> R<SymlinkPolicy> {
@@ -851,6 +1140,7 @@ impl Compiler {
                 l.intercept_errors.as_ref(),
                 server.intercept_errors,
             )?,
+            cache: None,
         })
     }
 

@@ -25,6 +25,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub upstreams: IndexMap<String, RawUpstream>,
     #[serde(default)]
+    pub caches: IndexMap<String, RawZone>,
+    #[serde(default)]
     pub root: Option<String>,
     #[serde(default)]
     pub index: Option<Vec<String>>,
@@ -158,4 +160,69 @@ pub struct RawLocation {
     pub expires_if: Option<OneOrMany<RawExpiresIf>>,
     #[serde(default)]
     pub intercept_errors: Option<Value>,
+    #[serde(default)]
+    pub cache: Option<RawCache>,
+}
+
+/// `caches.NAME`: NGINX `proxy_cache_path`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawZone {
+    pub path: String,
+    #[serde(default)]
+    pub levels: Option<Value>,
+    #[serde(default)]
+    pub keys_zone: Option<Value>,
+    #[serde(default)]
+    pub inactive: Option<Value>,
+    #[serde(default)]
+    pub max_size: Option<Value>,
+    #[serde(default)]
+    pub max_entry_size: Option<Value>,
+}
+
+/// A location's `cache:` (NGINX `proxy_cache*`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCache {
+    pub zone: String,
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub valid: IndexMap<Value, Value>,
+    #[serde(default)]
+    pub bypass: Vec<String>,
+    #[serde(default)]
+    pub no_cache: Vec<String>,
+    #[serde(default)]
+    pub methods: Option<Vec<String>>,
+    #[serde(default)]
+    pub lock: Option<RawLock>,
+    #[serde(default)]
+    pub use_stale: Vec<String>,
+    #[serde(default)]
+    pub background_update: Option<Value>,
+    #[serde(default)]
+    pub ignore_headers: Vec<String>,
+    #[serde(default)]
+    pub purge: Option<RawPurge>,
+    #[serde(default)]
+    pub invalidate_on_unsafe: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLock {
+    #[serde(default)]
+    pub enabled: Option<Value>,
+    #[serde(default)]
+    pub timeout: Option<Value>,
+    #[serde(default)]
+    pub age: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPurge {
+    pub allow: Vec<String>,
 }

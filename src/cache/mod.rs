@@ -1,0 +1,92 @@
+//! The response cache: zones (`caches:`, NGINX `proxy_cache_path`) backed by the disk store in
+//! `storage`, the NGINX `proxy_cache*` policy in `policy`, and the background work of a zone
+//! (start-up scan, `inactive` sweeper). Zones live for the whole process (pingora-cache wants
+//! `&'static` storage) and are shared by path across config reloads.
+
+pub mod policy;
+pub mod storage;
+
+use crate::config::ZoneConfig;
+use once_cell::sync::Lazy;
+use pingora_cache::eviction::lru;
+use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
+use storage::DiskStorage;
+
+/// A cache zone: its store, its LRU (`max_size`, `keys_zone`) and its collapsing locks.
+pub struct Zone {
+    pub name: String,
+    pub storage: &'static DiskStorage,
+    pub eviction: &'static lru::Manager<16>,
+    locks: Mutex<HashMap<u128, &'static CacheKeyLockImpl>>,
+}
+
+static ZONES: Lazy<Mutex<HashMap<PathBuf, &'static Zone>>> =
+    Lazy::new(|| Mutex::new(HashMap::new()));
+
+impl Zone {
+    /// The zone at `cfg.path`, created (and its background work started) on first use.
+    pub fn open(cfg: &ZoneConfig) -> std::io::Result<&'static Zone> {
+        let mut zones = ZONES
+            .lock()
+            .map_err(|_| std::io::Error::other("zone registry poisoned"))?;
+        if let Some(z) = zones.get(&cfg.path) {
+            z.eviction.set_weight_limit(cfg.max_size as usize);
+            return Ok(z);
+        }
+        let eviction: &'static lru::Manager<16> =
+            Box::leak(Box::new(lru::Manager::with_capacity_and_watermark(
+                usize::try_from(cfg.max_size).unwrap_or(usize::MAX),
+                (cfg.max_entries / 16).clamp(16, 1 << 16),
+                Some(cfg.max_entries),
+            )));
+        let storage: &'static DiskStorage = Box::leak(Box::new(DiskStorage::new(
+            cfg.path.clone(),
+            cfg.levels.clone(),
+            cfg.max_entry_size,
+            eviction,
+        )?));
+        let zone: &'static Zone = Box::leak(Box::new(Zone {
+            name: cfg.name.clone(),
+            storage,
+            eviction,
+            locks: Mutex::new(HashMap::new()),
+        }));
+        zones.insert(cfg.path.clone(), zone);
+        let inactive = cfg.inactive;
+        let name = cfg.name.clone();
+        std::thread::Builder::new()
+            .name(format!("cache-{name}"))
+            .spawn(move || {
+                let t = std::time::Instant::now();
+                let n = storage.scan();
+                log::info!(
+                    "cache zone `{name}`: {n} entries found on disk in {:?}",
+                    t.elapsed()
+                );
+                let every = (inactive / 4).clamp(Duration::from_secs(1), Duration::from_secs(30));
+                loop {
+                    std::thread::sleep(every);
+                    let gone = storage.sweep_inactive(inactive);
+                    if gone > 0 {
+                        log::info!("cache zone `{name}`: removed {gone} inactive entries");
+                    }
+                }
+            })?;
+        Ok(zone)
+    }
+
+    /// The collapsing lock whose fills may hold a key for at most `age`.
+    pub fn lock(&self, age: Duration) -> &'static CacheKeyLockImpl {
+        let mut locks = match self.locks.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        *locks
+            .entry(age.as_millis())
+            .or_insert_with(|| Box::leak(CacheLock::new_boxed(age)) as &'static CacheKeyLockImpl)
+    }
+}

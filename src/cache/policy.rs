@@ -1,0 +1,214 @@
+//! NGINX `proxy_cache` policy on top of pingora-cache: the cache key, `proxy_cache_bypass` /
+//! `proxy_no_cache`, what is cacheable and for how long (`X-Accel-Expires`, `Cache-Control`,
+//! `Expires`, then `valid`; `Set-Cookie`, `Vary: *`, `private`, `no-store`, `no-cache` refused;
+//! `ignore_headers`), `Vary`, stale serving, and `$upstream_cache_status`.
+
+use crate::config::CacheRules;
+use crate::vars::{Template, VarSource};
+use http::header;
+use pingora_cache::cache_control::CacheControl;
+use pingora_cache::key::HashBinary;
+use pingora_cache::{CacheMeta, CachePhase, NoCacheReason, RespCacheable, VarianceBuilder};
+use pingora_http::{RequestHeader, ResponseHeader};
+use std::time::{Duration, SystemTime};
+
+/// "Stale for as long as the entry exists", for `use_stale: [updating]` / `[error, ...]`.
+const STALE_FOREVER: u32 = 365 * 24 * 3600;
+
+/// NGINX's test for `proxy_cache_bypass` / `proxy_no_cache`: any value non-empty and not "0".
+pub fn any_set(list: &[Template], vars: &dyn VarSource) -> bool {
+    list.iter().any(|t| {
+        let v = t.render(vars);
+        !v.is_empty() && v != "0"
+    })
+}
+
+/// The primary key bytes for this request (the rendered `key` template).
+pub fn key_bytes(rules: &CacheRules, vars: &dyn VarSource) -> String {
+    rules.key.render(vars)
+}
+
+fn header_str<'a>(resp: &'a ResponseHeader, name: header::HeaderName) -> Option<&'a str> {
+    resp.headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Time to live from the origin's headers, NGINX order: `X-Accel-Expires`, `Cache-Control`,
+/// `Expires`. `Some(Err(reason))`: the headers forbid caching. `None`: they say nothing.
+fn header_ttl(
+    rules: &CacheRules,
+    resp: &ResponseHeader,
+    cc: Option<&CacheControl>,
+    now: SystemTime,
+) -> Option<Result<Duration, NoCacheReason>> {
+    if !rules.ignore.x_accel_expires {
+        if let Some(v) = header_str(resp, header::HeaderName::from_static("x-accel-expires")) {
+            let v = v.trim();
+            let ttl = if let Some(ts) = v.strip_prefix('@') {
+                ts.parse::<u64>().ok().map(|ts| {
+                    (SystemTime::UNIX_EPOCH + Duration::from_secs(ts))
+                        .duration_since(now)
+                        .unwrap_or_default()
+                })
+            } else {
+                v.parse::<u64>().ok().map(Duration::from_secs)
+            };
+            if let Some(ttl) = ttl {
+                return Some(if ttl.is_zero() {
+                    Err(NoCacheReason::OriginNotCache)
+                } else {
+                    Ok(ttl)
+                });
+            }
+        }
+    }
+    if let Some(cc) = cc {
+        if cc.no_store() || cc.private() || cc.no_cache() {
+            return Some(Err(NoCacheReason::OriginNotCache));
+        }
+        let age = cc.s_maxage().ok().flatten().or(cc.max_age().ok().flatten());
+        if let Some(secs) = age {
+            return Some(if secs == 0 {
+                Err(NoCacheReason::OriginNotCache)
+            } else {
+                Ok(Duration::from_secs(secs as u64))
+            });
+        }
+    }
+    if !rules.ignore.expires {
+        if let Some(v) = header_str(resp, header::EXPIRES) {
+            let base = header_str(resp, header::DATE)
+                .and_then(|d| httpdate::parse_http_date(d).ok())
+                .unwrap_or(now);
+            return Some(match httpdate::parse_http_date(v) {
+                Ok(t) => match t.duration_since(base) {
+                    Ok(d) if !d.is_zero() => Ok(d),
+                    _ => Err(NoCacheReason::OriginNotCache),
+                },
+                Err(_) => Err(NoCacheReason::OriginNotCache),
+            });
+        }
+    }
+    None
+}
+
+/// Whether and how long to store `resp` (NGINX rules; see the module doc).
+pub fn cacheability(
+    rules: &CacheRules,
+    req: &RequestHeader,
+    resp: &ResponseHeader,
+    no_cache: bool,
+) -> RespCacheable {
+    use RespCacheable::*;
+    if no_cache {
+        return Uncacheable(NoCacheReason::Custom("no_cache"));
+    }
+    if !rules.ignore.set_cookie && resp.headers.contains_key(header::SET_COOKIE) {
+        return Uncacheable(NoCacheReason::OriginNotCache);
+    }
+    if !rules.ignore.vary
+        && resp
+            .headers
+            .get_all(header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .any(|v| v.split(',').any(|t| t.trim() == "*"))
+    {
+        return Uncacheable(NoCacheReason::OriginNotCache);
+    }
+    let cc = if rules.ignore.cache_control {
+        None
+    } else {
+        CacheControl::from_resp_headers(resp)
+    };
+    // RFC 9111 §3.5 (NGINX does not check this): a response to an authenticated request is
+    // shared only when the origin says so.
+    if req.headers.contains_key(header::AUTHORIZATION)
+        && !cc.as_ref().is_some_and(|c| {
+            c.public() || c.must_revalidate() || c.s_maxage().ok().flatten().is_some()
+        })
+    {
+        return Uncacheable(NoCacheReason::Custom("authorization"));
+    }
+    let now = SystemTime::now();
+    let status = resp.status.as_u16();
+    let ttl = match header_ttl(rules, resp, cc.as_ref(), now) {
+        Some(Ok(ttl)) => ttl,
+        Some(Err(reason)) => return Uncacheable(reason),
+        None => match rules
+            .valid
+            .iter()
+            .find(|(s, _)| s.is_none_or(|s| s == status))
+        {
+            Some((_, ttl)) if !ttl.is_zero() => *ttl,
+            _ => return Uncacheable(NoCacheReason::OriginNotCache),
+        },
+    };
+    let from_cc = |f: fn(&CacheControl) -> pingora_error::Result<Option<u32>>| {
+        cc.as_ref().and_then(|c| f(c).ok().flatten())
+    };
+    let revalidate = cc
+        .as_ref()
+        .is_some_and(|c| c.must_revalidate() || c.proxy_revalidate());
+    let swr = if revalidate {
+        0
+    } else if rules.use_stale.updating {
+        STALE_FOREVER
+    } else {
+        from_cc(CacheControl::stale_while_revalidate).unwrap_or(0)
+    };
+    let sie = if revalidate {
+        0
+    } else if rules.use_stale.on_error() {
+        STALE_FOREVER
+    } else {
+        from_cc(CacheControl::stale_if_error).unwrap_or(0)
+    };
+    Cacheable(CacheMeta::new(now + ttl, now, swr, sie, resp.clone()))
+}
+
+/// The variance of a stored response for this request (`Vary`), unless `Vary` is ignored.
+pub fn variance(rules: &CacheRules, meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
+    if rules.ignore.vary {
+        return None;
+    }
+    let mut names: Vec<String> = meta
+        .headers()
+        .get_all(header::VARY)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().to_ascii_lowercase())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if names.is_empty() {
+        return None;
+    }
+    names.sort();
+    names.dedup();
+    let mut vb = VarianceBuilder::new();
+    for n in &names {
+        let v: Vec<&[u8]> = req
+            .headers
+            .get_all(n.as_str())
+            .iter()
+            .map(|v| v.as_bytes())
+            .collect();
+        vb.add_owned_value(n.as_str(), v.join(&b","[..]));
+    }
+    vb.finalize()
+}
+
+/// `$upstream_cache_status` from the cache phase.
+pub fn status_label(phase: CachePhase, bypass: bool) -> &'static str {
+    if bypass {
+        return "BYPASS";
+    }
+    match phase {
+        CachePhase::Hit => "HIT",
+        CachePhase::Stale => "STALE",
+        CachePhase::StaleUpdating => "UPDATING",
+        CachePhase::Expired => "EXPIRED",
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "REVALIDATED",
+        _ => "MISS",
+    }
+}

@@ -1,0 +1,672 @@
+//! The disk store behind pingora-cache: one file per entry under the zone's directory, laid out
+//! by `levels` like NGINX (`levels: "1:2"` → `c/29/<hex>`). A file holds a small fixed header,
+//! the serialized `CacheMeta` blobs and the body. Bodies stream to a temp file and are renamed
+//! into place only on a complete `finish`, so a dropped fill, a truncated upstream body or a
+//! crash never leaves an entry that is later served; a file whose size disagrees with its
+//! header is a MISS and is removed. An in-memory index (size, last access, key) drives `max_size`
+//! eviction (through pingora's LRU manager), `inactive` expiry and restart recovery. A hit reads
+//! and deserialises the entry's metadata (`CacheMeta` is not `Clone`, so it is not kept parsed).
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use pingora_cache::eviction::EvictionManager;
+use pingora_cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
+use pingora_cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType,
+};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheEntryKey, CacheKey, CacheMeta, Storage};
+use pingora_error::{Error, ErrorType, Result};
+use std::any::Any;
+use std::collections::HashMap;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+const MAGIC: &[u8; 8] = b"ORCACHE1";
+/// magic, body length, two meta lengths, primary, variance flag + variance, user-tag length
+const FIXED: usize = 8 + 8 + 4 + 4 + 16 + 1 + 16 + 2;
+/// Body bytes returned per `read_body` on a hit.
+const HIT_CHUNK: usize = 256 * 1024;
+
+fn now_secs() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn io_err(what: &'static str, e: std::io::Error) -> Box<Error> {
+    Error::because(ErrorType::InternalError, what, e)
+}
+
+fn hex(b: &HashBinary) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// What the index knows about one stored entry.
+#[derive(Debug)]
+pub struct Entry {
+    pub key: CompactCacheKey,
+    /// Offset of the serialized meta, offset of the body, body length, file length.
+    meta_offset: u64,
+    meta_lens: (u32, u32),
+    body_offset: u64,
+    body_len: u64,
+    pub file_len: u64,
+    last_access: AtomicU64,
+}
+
+impl Entry {
+    fn touch(&self) {
+        self.last_access.store(now_secs(), Ordering::Relaxed);
+    }
+}
+
+/// The fixed header of an entry file, parsed and checked against the file's length.
+fn read_entry(path: &Path) -> std::io::Result<Option<(Entry, File)>> {
+    let f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let len = f.metadata()?.len();
+    let mut head = [0u8; FIXED];
+    if len < FIXED as u64 || f.read_exact_at(&mut head, 0).is_err() || &head[0..8] != MAGIC {
+        return Err(std::io::Error::new(ErrorKind::InvalidData, "bad header"));
+    }
+    let u64_at = |o: usize| u64::from_le_bytes(head[o..o + 8].try_into().unwrap_or([0; 8]));
+    let u32_at = |o: usize| u32::from_le_bytes(head[o..o + 4].try_into().unwrap_or([0; 4]));
+    let body_len = u64_at(8);
+    let m0 = u32_at(16);
+    let m1 = u32_at(20);
+    let mut primary = [0u8; 16];
+    primary.copy_from_slice(&head[24..40]);
+    let variance = if head[40] == 1 {
+        let mut v = [0u8; 16];
+        v.copy_from_slice(&head[41..57]);
+        Some(Box::new(v))
+    } else {
+        None
+    };
+    let tag_len = u16::from_le_bytes([head[57], head[58]]) as u64;
+    let meta_offset = FIXED as u64 + tag_len;
+    let body_offset = meta_offset + m0 as u64 + m1 as u64;
+    if body_offset.checked_add(body_len) != Some(len) {
+        return Err(std::io::Error::new(
+            ErrorKind::InvalidData,
+            "truncated entry",
+        ));
+    }
+    let mut tag = vec![0u8; tag_len as usize];
+    f.read_exact_at(&mut tag, FIXED as u64)?;
+    let user_tag = String::from_utf8(tag)
+        .map_err(|_| std::io::Error::new(ErrorKind::InvalidData, "bad user tag"))?;
+    let entry = Entry {
+        key: CompactCacheKey {
+            primary,
+            variance,
+            user_tag: user_tag.into_boxed_str(),
+        },
+        meta_offset,
+        meta_lens: (m0, m1),
+        body_offset,
+        body_len,
+        file_len: len,
+        last_access: AtomicU64::new(now_secs()),
+    };
+    Ok(Some((entry, f)))
+}
+
+fn read_meta(f: &File, e: &Entry) -> std::io::Result<CacheMeta> {
+    let mut buf = vec![0u8; e.meta_lens.0 as usize + e.meta_lens.1 as usize];
+    f.read_exact_at(&mut buf, e.meta_offset)?;
+    let (a, b) = buf.split_at(e.meta_lens.0 as usize);
+    CacheMeta::deserialize(a, b)
+        .map_err(|e| std::io::Error::new(ErrorKind::InvalidData, e.to_string()))
+}
+
+/// Write the fixed header, user tag and meta blobs; returns the body offset.
+fn write_head(
+    f: &mut File,
+    key: &CompactCacheKey,
+    meta: &(Vec<u8>, Vec<u8>),
+    body_len: u64,
+) -> std::io::Result<u64> {
+    let tag = key.user_tag.as_bytes();
+    let tag_len = u16::try_from(tag.len())
+        .map_err(|_| std::io::Error::new(ErrorKind::InvalidInput, "user tag too long"))?;
+    let m0 = u32::try_from(meta.0.len())
+        .map_err(|_| std::io::Error::new(ErrorKind::InvalidInput, "meta too long"))?;
+    let m1 = u32::try_from(meta.1.len())
+        .map_err(|_| std::io::Error::new(ErrorKind::InvalidInput, "meta too long"))?;
+    let mut head = Vec::with_capacity(FIXED + tag.len() + meta.0.len() + meta.1.len());
+    head.extend_from_slice(MAGIC);
+    head.extend_from_slice(&body_len.to_le_bytes());
+    head.extend_from_slice(&m0.to_le_bytes());
+    head.extend_from_slice(&m1.to_le_bytes());
+    head.extend_from_slice(&key.primary);
+    match &key.variance {
+        Some(v) => {
+            head.push(1);
+            head.extend_from_slice(v.as_ref());
+        }
+        None => {
+            head.push(0);
+            head.extend_from_slice(&[0u8; 16]);
+        }
+    }
+    head.extend_from_slice(&tag_len.to_le_bytes());
+    head.extend_from_slice(tag);
+    head.extend_from_slice(&meta.0);
+    head.extend_from_slice(&meta.1);
+    f.write_all(&head)?;
+    Ok(head.len() as u64)
+}
+
+/// A zone's disk store.
+pub struct DiskStorage {
+    dir: PathBuf,
+    levels: Vec<usize>,
+    max_entry_size: Option<u64>,
+    index: RwLock<HashMap<HashBinary, Arc<Entry>>>,
+    /// combined ids of every variant of a primary key
+    variants: RwLock<HashMap<HashBinary, Vec<HashBinary>>>,
+    bytes: AtomicU64,
+    seq: AtomicU64,
+    eviction: &'static (dyn EvictionManager + Sync),
+}
+
+impl DiskStorage {
+    pub fn new(
+        dir: PathBuf,
+        levels: Vec<usize>,
+        max_entry_size: Option<u64>,
+        eviction: &'static (dyn EvictionManager + Sync),
+    ) -> std::io::Result<DiskStorage> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        // Fills that never finished (a crash) are garbage.
+        for e in std::fs::read_dir(dir.join("tmp"))?.flatten() {
+            let _ = std::fs::remove_file(e.path());
+        }
+        Ok(DiskStorage {
+            dir,
+            levels,
+            max_entry_size,
+            index: RwLock::new(HashMap::new()),
+            variants: RwLock::new(HashMap::new()),
+            bytes: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            eviction,
+        })
+    }
+
+    /// `<dir>/<last hex chars per level>/.../<hex>`, as NGINX's `levels`.
+    pub fn path_of(&self, id: &HashBinary) -> PathBuf {
+        let h = hex(id);
+        let mut p = self.dir.clone();
+        let mut end = h.len();
+        for l in &self.levels {
+            p.push(&h[end - l..end]);
+            end -= l;
+        }
+        p.push(h);
+        p
+    }
+
+    pub fn entries(&self) -> usize {
+        self.index.read().map(|i| i.len()).unwrap_or(0)
+    }
+
+    pub fn bytes(&self) -> u64 {
+        self.bytes.load(Ordering::Relaxed)
+    }
+
+    fn insert(&self, id: HashBinary, entry: Entry) -> Arc<Entry> {
+        let entry = Arc::new(entry);
+        let primary = entry.key.primary;
+        let old = match self.index.write() {
+            Ok(mut i) => i.insert(id, entry.clone()),
+            Err(_) => None,
+        };
+        if let Some(old) = old {
+            self.bytes.fetch_sub(old.file_len, Ordering::Relaxed);
+        }
+        self.bytes.fetch_add(entry.file_len, Ordering::Relaxed);
+        if let Ok(mut v) = self.variants.write() {
+            let list = v.entry(primary).or_default();
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+        entry
+    }
+
+    /// Remove an entry from the index and disk. Returns whether it existed.
+    fn remove(&self, id: &HashBinary, from_eviction: bool) -> bool {
+        let old = self.index.write().ok().and_then(|mut i| i.remove(id));
+        let existed_on_disk = std::fs::remove_file(self.path_of(id)).is_ok();
+        if let Some(old) = &old {
+            self.bytes.fetch_sub(old.file_len, Ordering::Relaxed);
+            if let Ok(mut v) = self.variants.write() {
+                if let Some(list) = v.get_mut(&old.key.primary) {
+                    list.retain(|x| x != id);
+                    if list.is_empty() {
+                        v.remove(&old.key.primary);
+                    }
+                }
+            }
+            if !from_eviction {
+                let k = CacheEntryKey::key_only(old.key.clone());
+                self.eviction.remove((&k).into());
+            }
+        }
+        old.is_some() || existed_on_disk
+    }
+
+    /// Remove every variant stored under a primary key (PURGE, unsafe-method invalidation).
+    pub fn remove_primary(&self, primary: &HashBinary) -> bool {
+        let mut ids: Vec<HashBinary> = self
+            .variants
+            .read()
+            .ok()
+            .and_then(|v| v.get(primary).cloned())
+            .unwrap_or_default();
+        if !ids.contains(primary) {
+            ids.push(*primary);
+        }
+        let mut any = false;
+        for id in ids {
+            any |= self.remove(&id, false);
+        }
+        any
+    }
+
+    /// An entry by id, from the index or (not yet indexed: right after a restart) from disk.
+    fn find(&'static self, id: &HashBinary) -> Option<(Arc<Entry>, File)> {
+        let known = self.index.read().ok().and_then(|i| i.get(id).cloned());
+        let path = self.path_of(id);
+        if let Some(e) = known {
+            return match File::open(&path) {
+                Ok(f) => Some((e, f)),
+                Err(_) => {
+                    self.remove(id, false);
+                    None
+                }
+            };
+        }
+        match read_entry(&path) {
+            Ok(Some((entry, f))) => {
+                if entry.key.combined_bin() != *id {
+                    let _ = std::fs::remove_file(&path);
+                    return None;
+                }
+                let e = self.insert(*id, entry);
+                self.admit(&e);
+                Some((e, f))
+            }
+            Ok(None) => None,
+            Err(err) => {
+                log::warn!("cache: removing unreadable entry {}: {err}", path.display());
+                let _ = std::fs::remove_file(&path);
+                None
+            }
+        }
+    }
+
+    /// Tell the eviction manager about an entry found on disk, evicting what it asks.
+    fn admit(&'static self, e: &Entry) {
+        let k = CacheEntryKey::key_only(e.key.clone());
+        let evicted = self
+            .eviction
+            .admit(k, e.file_len as usize, SystemTime::now());
+        for k in evicted {
+            self.remove(&k.key().combined_bin(), true);
+        }
+    }
+
+    /// Index every entry on disk (at start-up, in the background): restarts keep their HITs and
+    /// `max_size` accounting. Unreadable or truncated files are removed.
+    pub fn scan(&'static self) -> usize {
+        let mut found = 0;
+        let mut stack = vec![self.dir.clone()];
+        while let Some(d) = stack.pop() {
+            let Ok(rd) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for de in rd.flatten() {
+                let p = de.path();
+                let Ok(ft) = de.file_type() else { continue };
+                if ft.is_dir() {
+                    if p != self.dir.join("tmp") {
+                        stack.push(p);
+                    }
+                    continue;
+                }
+                let Some(id) = p
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(pingora_cache::key::str2hex)
+                else {
+                    continue;
+                };
+                let already = self
+                    .index
+                    .read()
+                    .map(|i| i.contains_key(&id))
+                    .unwrap_or(false);
+                if !already && self.find(&id).is_some() {
+                    found += 1;
+                }
+            }
+        }
+        found
+    }
+
+    /// Remove entries not read for `inactive`. Returns how many.
+    pub fn sweep_inactive(&self, inactive: std::time::Duration) -> usize {
+        let cutoff = now_secs().saturating_sub(inactive.as_secs());
+        let stale: Vec<HashBinary> = self
+            .index
+            .read()
+            .map(|i| {
+                i.iter()
+                    .filter(|(_, e)| e.last_access.load(Ordering::Relaxed) < cutoff)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &stale {
+            self.remove(id, false);
+        }
+        stale.len()
+    }
+
+    fn tmp_path(&self, id: &HashBinary) -> PathBuf {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        self.dir
+            .join("tmp")
+            .join(format!("{}.{}.{n}", hex(id), std::process::id()))
+    }
+}
+
+struct Hit {
+    file: File,
+    pos: u64,
+    end: u64,
+    body_offset: u64,
+    body_len: u64,
+}
+
+#[async_trait]
+impl HandleHit for Hit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        if self.pos >= self.end {
+            return Ok(None);
+        }
+        let n = ((self.end - self.pos) as usize).min(HIT_CHUNK);
+        let mut buf = BytesMut::zeroed(n);
+        let mut filled = 0;
+        while filled < n {
+            let r = self
+                .file
+                .read_at(&mut buf[filled..], self.pos + filled as u64)
+                .map_err(|e| io_err("cache read", e))?;
+            if r == 0 {
+                return Error::e_explain(ErrorType::InternalError, "cache entry shrank");
+            }
+            filled += r;
+        }
+        self.pos += n as u64;
+        Ok(Some(buf.freeze()))
+    }
+
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        let start = start as u64;
+        if start >= self.body_len {
+            return Error::e_explain(ErrorType::InternalError, "seek beyond body");
+        }
+        self.pos = self.body_offset + start;
+        self.end = self.body_offset
+            + end
+                .map(|e| (e as u64).min(self.body_len))
+                .unwrap_or(self.body_len);
+        Ok(())
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+struct Miss {
+    storage: &'static DiskStorage,
+    id: HashBinary,
+    key: CompactCacheKey,
+    tmp: PathBuf,
+    file: Option<File>,
+    body_offset: u64,
+    written: u64,
+    meta_offset: u64,
+    meta_lens: (u32, u32),
+}
+
+#[async_trait]
+impl HandleMiss for Miss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        self.written += data.len() as u64;
+        if let Some(max) = self.storage.max_entry_size {
+            if self.written > max {
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    "cache entry over max_entry_size",
+                );
+            }
+        }
+        match self.file.as_mut() {
+            Some(f) => f.write_all(&data).map_err(|e| io_err("cache write", e)),
+            None => Error::e_explain(ErrorType::InternalError, "cache write after finish"),
+        }
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        let f = self
+            .file
+            .take()
+            .ok_or_else(|| Error::explain(ErrorType::InternalError, "cache finish twice"))?;
+        f.write_all_at(&self.written.to_le_bytes(), 8)
+            .map_err(|e| io_err("cache finish", e))?;
+        drop(f);
+        let dest = self.storage.path_of(&self.id);
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| io_err("cache mkdir", e))?;
+        }
+        std::fs::rename(&self.tmp, &dest).map_err(|e| io_err("cache rename", e))?;
+        let file_len = self.body_offset + self.written;
+        self.storage.insert(
+            self.id,
+            Entry {
+                key: self.key.clone(),
+                meta_offset: self.meta_offset,
+                meta_lens: self.meta_lens,
+                body_offset: self.body_offset,
+                body_len: self.written,
+                file_len,
+                last_access: AtomicU64::new(now_secs()),
+            },
+        );
+        // renamed: nothing for Drop to clean up
+        self.tmp = PathBuf::new();
+        Ok(MissFinishType::Created(file_len as usize))
+    }
+}
+
+impl Drop for Miss {
+    fn drop(&mut self) {
+        // A fill that did not finish (client gone, upstream cut, error) leaves nothing behind.
+        if !self.tmp.as_os_str().is_empty() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for DiskStorage {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let id = key.combined_bin();
+        let Some((entry, file)) = self.find(&id) else {
+            return Ok(None);
+        };
+        let meta = match read_meta(&file, &entry) {
+            Ok(m) => m,
+            Err(e) => {
+                log::warn!("cache: removing entry with unreadable meta: {e}");
+                self.remove(&id, false);
+                return Ok(None);
+            }
+        };
+        entry.touch();
+        Ok(Some((
+            meta,
+            Box::new(Hit {
+                file,
+                pos: entry.body_offset,
+                end: entry.body_offset + entry.body_len,
+                body_offset: entry.body_offset,
+                body_len: entry.body_len,
+            }),
+        )))
+    }
+
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
+        let id = key.combined_bin();
+        let compact = key.to_compact();
+        let blobs = meta.serialize()?;
+        let tmp = self.tmp_path(&id);
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io_err("cache create", e))?;
+        let body_offset = match write_head(&mut f, &compact, &blobs, 0) {
+            Ok(o) => o,
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(io_err("cache write head", e));
+            }
+        };
+        let meta_lens = (blobs.0.len() as u32, blobs.1.len() as u32);
+        Ok(Box::new(Miss {
+            storage: self,
+            id,
+            meta_offset: body_offset - meta_lens.0 as u64 - meta_lens.1 as u64,
+            meta_lens,
+            key: compact,
+            tmp,
+            file: Some(f),
+            body_offset,
+            written: 0,
+        }))
+    }
+
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
+        let id = target.key().combined_bin();
+        let evicted = matches!(purge_type, PurgeType::Eviction);
+        Ok(if self.remove(&id, evicted) {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
+    }
+
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
+        // Revalidated (304): rewrite the entry with the new meta, atomically as a fill.
+        let id = key.combined_bin();
+        let Some((entry, mut old)) = self.find(&id) else {
+            return Ok(false);
+        };
+        let blobs = meta.serialize()?;
+        let tmp = self.tmp_path(&id);
+        let res = (|| -> std::io::Result<u64> {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let body_offset = write_head(&mut f, &entry.key, &blobs, entry.body_len)?;
+            std::io::Seek::seek(&mut old, std::io::SeekFrom::Start(entry.body_offset))?;
+            let copied = std::io::copy(&mut (&mut old).take(entry.body_len), &mut f)?;
+            if copied != entry.body_len {
+                return Err(std::io::Error::new(
+                    ErrorKind::UnexpectedEof,
+                    "entry shrank",
+                ));
+            }
+            std::fs::rename(&tmp, self.path_of(&id))?;
+            Ok(body_offset)
+        })();
+        match res {
+            Ok(body_offset) => {
+                let meta_lens = (blobs.0.len() as u32, blobs.1.len() as u32);
+                self.insert(
+                    id,
+                    Entry {
+                        key: entry.key.clone(),
+                        meta_offset: body_offset - meta_lens.0 as u64 - meta_lens.1 as u64,
+                        meta_lens,
+                        body_offset,
+                        body_len: entry.body_len,
+                        file_len: body_offset + entry.body_len,
+                        last_access: AtomicU64::new(now_secs()),
+                    },
+                );
+                Ok(true)
+            }
+            Err(e) => {
+                let _ = std::fs::remove_file(&tmp);
+                Err(io_err("cache update meta", e))
+            }
+        }
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
