@@ -28,7 +28,7 @@ pub fn key_bytes(rules: &CacheRules, vars: &dyn VarSource) -> String {
     rules.key.render(vars)
 }
 
-fn header_str<'a>(resp: &'a ResponseHeader, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(resp: &ResponseHeader, name: header::HeaderName) -> Option<&str> {
     resp.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
