@@ -4,7 +4,7 @@
 
 use crate::access_log::AccessLog;
 use crate::cache::{policy, Zone};
-use crate::config::{CacheRules, Config, Handler, Location, ProxyConfig};
+use crate::config::{CacheRules, Config, Handler, Invalidate, Location, ProxyConfig};
 use crate::error_page;
 use crate::files::{self, Plan};
 use crate::server::InflightGuard;
@@ -326,6 +326,12 @@ fn check_request_head(req: &RequestHeader) -> Option<u16> {
     None
 }
 
+/// The cache key's user tag: the name of the location that stores the entry (so a location's
+/// entries can be dropped together, `invalidate_on_unsafe: location`).
+fn tag(ctx: &Ctx) -> String {
+    ctx.location().map(|l| l.name.clone()).unwrap_or_default()
+}
+
 /// Whether `e` means the client went away (errors writing to or reading from it). Errors of
 /// our own `write_response_*` calls in `request_filter` carry no source, hence "not upstream".
 fn client_gone(e: &Error) -> bool {
@@ -440,7 +446,17 @@ impl App {
             *method,
             http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE
         );
-        if !rules.invalidate_on_unsafe || !unsafe_method || resp.status.as_u16() >= 400 {
+        if rules.invalidate_on_unsafe == Invalidate::Off
+            || !unsafe_method
+            || resp.status.as_u16() >= 400
+        {
+            return;
+        }
+        let storage = ctx.state.zones[rules.zone].storage;
+        if rules.invalidate_on_unsafe == Invalidate::Location {
+            if let Some(loc) = ctx.location() {
+                storage.remove_tag(&loc.name);
+            }
             return;
         }
         let vars = RequestVars {
@@ -448,7 +464,6 @@ impl App {
             ctx,
             resp: None,
         };
-        let storage = ctx.state.zones[rules.zone].storage;
         let own = policy::key_bytes(rules, &vars);
         storage.remove_primary(&pingora_cache::key::hash_key(&own));
         let host = host(session.req_header());
@@ -621,7 +636,7 @@ impl ProxyHttp for App {
         };
         if policy::any_set(&rules.bypass, &vars) {
             // NGINX `proxy_cache_bypass`: no lookup, but the response is still stored.
-            let key = CacheKey::new(policy::key_bytes(rules, &vars), "");
+            let key = CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx));
             session.cache.set_cache_key(key);
             session.cache.bypass();
             ctx.cache_bypass = true;
@@ -638,7 +653,7 @@ impl ProxyHttp for App {
             ctx,
             resp: None,
         };
-        Ok(CacheKey::new(policy::key_bytes(rules, &vars), ""))
+        Ok(CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx)))
     }
 
     fn response_cache_filter(

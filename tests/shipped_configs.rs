@@ -57,6 +57,7 @@ impl Shipped {
             .arg("-c")
             .arg(&config_path)
             .env("OUTRIGGER_LISTEN", &listen)
+            .env("OUTRIGGER_CACHE_DIR", tmp.path().join("cache"))
             .env_remove("OUTRIGGER_PID_FILE")
             .envs(env.iter().copied())
             .current_dir(cwd.path())
@@ -230,10 +231,11 @@ fn sidecar_proxies_api_with_client_host_and_public_cache_control() {
         r.headers
     );
     assert!(!r.has_header("expires"), "{:?}", r.headers);
-    assert!(
-        !r.has_header("x-proxy-cache"),
-        "no cache yet: X-Proxy-Cache must be absent, got {:?}",
-        r.header("x-proxy-cache")
+    assert_eq!(
+        r.header("x-proxy-cache"),
+        Some("MISS"),
+        "the API has a micro-cache: {:?}",
+        r.headers
     );
 
     // Alertmanager answers with its own `Cache-Control: no-store`; set_header replaces it.
@@ -251,7 +253,65 @@ fn sidecar_proxies_api_with_client_host_and_public_cache_control() {
         r.headers
     );
     assert!(!r.has_header("expires"), "{:?}", r.headers);
-    assert!(!r.has_header("x-proxy-cache"), "{:?}", r.headers);
+    assert_eq!(r.header("x-proxy-cache"), Some("MISS"), "{:?}", r.headers);
+}
+
+/// The API micro-cache collapses reads, and a write through the proxy (a new silence) is visible
+/// to the very next read: the write drops the location's micro-cache.
+#[test]
+fn sidecar_api_micro_cache_never_hides_a_new_silence() {
+    let origin = start_origin();
+    let s = alertmanager(&origin.addr());
+    let first = get(s.port, "/api/v2/silences?filter=a");
+    assert_eq!(first.header("x-proxy-cache"), Some("MISS"));
+    let again = get(s.port, "/api/v2/silences?filter=a");
+    assert_eq!(
+        again.header("x-proxy-cache"),
+        Some("HIT"),
+        "{:?}",
+        again.headers
+    );
+    assert_eq!(origin.hit_count(), 1);
+    let r = send(
+        s.port,
+        "POST",
+        "/api/v2/silences",
+        &[("Content-Type", "application/json")],
+        b"{}",
+    );
+    assert_eq!(r.status, 200);
+    let after = get(s.port, "/api/v2/silences?filter=a");
+    assert_eq!(
+        after.header("x-proxy-cache"),
+        Some("MISS"),
+        "a cached list survived a POST: {:?}",
+        after.headers
+    );
+    assert_eq!(origin.hit_count(), 3);
+    // and the micro-cache is short: 1 s
+    std::thread::sleep(std::time::Duration::from_millis(1300));
+    let later = get(s.port, "/api/v2/silences?filter=a");
+    assert_ne!(
+        later.header("x-proxy-cache"),
+        Some("HIT"),
+        "{:?}",
+        later.headers
+    );
+}
+
+/// `/`, `/-/healthy` and `/metrics` are proxied but never cached.
+#[test]
+fn sidecar_does_not_cache_the_rest() {
+    let origin = start_origin();
+    let s = alertmanager(&origin.addr());
+    for path in ["/", "/-/healthy", "/metrics"] {
+        for _ in 0..2 {
+            let r = get(s.port, path);
+            assert_eq!(r.status, 200);
+            assert!(!r.has_header("x-proxy-cache"), "{path}: {:?}", r.headers);
+        }
+    }
+    assert_eq!(origin.hit_count(), 6);
 }
 
 #[test]
@@ -277,7 +337,27 @@ fn sidecar_proxied_static_extensions_get_90d() {
             r.headers
         );
         assert_expires_in_90_days(&r);
-        assert!(!r.has_header("x-proxy-cache"), "{path}: {:?}", r.headers);
+        assert_eq!(
+            r.header("x-proxy-cache"),
+            Some("MISS"),
+            "{path}: {:?}",
+            r.headers
+        );
+        // cached although Alertmanager says no-store (ignore_headers), served with the same headers
+        let again = get_with(s.port, path, &headers);
+        assert_eq!(
+            again.header("x-proxy-cache"),
+            Some("HIT"),
+            "{path}: {:?}",
+            again.headers
+        );
+        assert_eq!(again.body, r.body, "{path}");
+        assert_eq!(
+            again.headers_all("cache-control"),
+            vec!["public, max-age=7776000"],
+            "{path}: {:?}",
+            again.headers
+        );
     }
     assert_eq!(origin.hit_count(), 3);
 }

@@ -287,6 +287,24 @@ impl DiskStorage {
         any
     }
 
+    /// Remove every entry whose key carries `tag` (the location that stored it).
+    pub fn remove_tag(&self, tag: &str) -> usize {
+        let ids: Vec<HashBinary> = self
+            .index
+            .read()
+            .map(|i| {
+                i.iter()
+                    .filter(|(_, e)| &*e.key.user_tag == tag)
+                    .map(|(id, _)| *id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for id in &ids {
+            self.remove(id, false);
+        }
+        ids.len()
+    }
+
     /// An entry by id, from the index or (not yet indexed: right after a restart) from disk.
     fn find(&'static self, id: &HashBinary) -> Option<(Arc<Entry>, File)> {
         let known = self.index.read().ok().and_then(|i| i.get(id).cloned());

@@ -191,8 +191,19 @@ pub struct CacheRules {
     pub ignore: IgnoreHeaders,
     /// Client networks allowed to `PURGE`; empty = purge off.
     pub purge_allow: Vec<ipnet::IpNet>,
-    /// A successful POST/PUT/PATCH/DELETE invalidates the cached GET of its URI (RFC 9111 §4.4).
-    pub invalidate_on_unsafe: bool,
+    /// What a successful POST/PUT/PATCH/DELETE invalidates.
+    pub invalidate_on_unsafe: Invalidate,
+}
+
+/// `invalidate_on_unsafe`: what a successful unsafe request through a cached location drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidate {
+    Off,
+    /// RFC 9111 §4.4: the stored GET of its URI and of the URIs in `Location` /
+    /// `Content-Location` (`on`, the default).
+    Uri,
+    /// Everything this location stored (an API micro-cache: any write may change any read).
+    Location,
 }
 
 #[derive(Debug, Clone)]
@@ -872,11 +883,23 @@ impl Compiler {
             )?,
             ignore,
             purge_allow,
-            invalidate_on_unsafe: self.flag(
-                &format!("{p}.invalidate_on_unsafe"),
-                c.invalidate_on_unsafe.as_ref(),
-                true,
-            )?,
+            invalidate_on_unsafe: match &c.invalidate_on_unsafe {
+                None => Invalidate::Uri,
+                Some(v) => {
+                    let ip = format!("{p}.invalidate_on_unsafe");
+                    match self.scalar(&ip, v)?.to_ascii_lowercase().as_str() {
+                        "on" | "true" | "yes" | "uri" => Invalidate::Uri,
+                        "off" | "false" | "no" => Invalidate::Off,
+                        "location" => Invalidate::Location,
+                        other => {
+                            return Err(self.err(
+                                &ip,
+                                format!("`{other}`: expected on (uri), location or off"),
+                            ))
+                        }
+                    }
+                }
+            },
         })
     }
 
