@@ -3,6 +3,7 @@
 
 pub mod access_log;
 pub mod cache;
+pub mod compress;
 pub mod config;
 pub mod error_page;
 pub mod files;

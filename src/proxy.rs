@@ -4,6 +4,7 @@
 
 use crate::access_log::AccessLog;
 use crate::cache::{policy, Zone};
+use crate::compress::{self, Encoder, Encoding};
 use crate::config::{CacheRules, Config, Handler, Invalidate, Location, ProxyConfig};
 use crate::error_page;
 use crate::files::{self, Plan};
@@ -56,6 +57,10 @@ pub struct Ctx {
     pub cache_bypass: bool,
     /// An error page replacing an upstream error body (`intercept_errors`).
     pub intercept: Option<Bytes>,
+    /// The encoding negotiated for this request, if the location compresses.
+    pub encoding: Option<Encoding>,
+    /// Compresses the upstream body (before it is cached, so hits never recompress).
+    pub encoder: Option<Encoder>,
     _inflight: InflightGuard,
 }
 
@@ -381,6 +386,17 @@ impl App {
                 offset,
                 len,
             } => {
+                if let Some(c) = location.compress.as_deref() {
+                    if let Some(body) = self.compressed_static(ctx, c, &path, &mut header)? {
+                        self.apply_headers(session, ctx, location, &mut header);
+                        let head = session.req_header().method == http::Method::HEAD;
+                        session.write_response_header(header, head).await?;
+                        if !head {
+                            session.write_response_body(Some(body), true).await?;
+                        }
+                        return Ok(());
+                    }
+                }
                 self.apply_headers(session, ctx, location, &mut header);
                 let head = session.req_header().method == http::Method::HEAD;
                 session
@@ -392,6 +408,86 @@ impl App {
                 files::send_body(session, &path, offset, len).await
             }
         }
+    }
+
+    /// The compressed body for a static file when this request gets one: a precompressed
+    /// sibling (`static.precompressed`) or the file compressed once and kept in memory. Rewrites
+    /// `header` to match (a range request gets the whole compressed body, as NGINX).
+    fn compressed_static(
+        &self,
+        ctx: &Ctx,
+        c: &crate::config::CompressConfig,
+        path: &std::path::Path,
+        header: &mut ResponseHeader,
+    ) -> Result<Option<Bytes>> {
+        let full_len = header
+            .headers
+            .get(header::CONTENT_RANGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.rsplit('/').next())
+            .and_then(|v| v.parse::<u64>().ok());
+        // judge the representation, not the requested range
+        let mut probe = header.clone();
+        if let Some(len) = full_len {
+            probe.set_status(200)?;
+            probe.insert_header(header::CONTENT_LENGTH, len)?;
+        }
+        if !compress::compressible(c, &probe) {
+            return Ok(None);
+        }
+        let Some(enc) = ctx.encoding else {
+            if c.vary {
+                compress::add_vary(header);
+            }
+            return Ok(None);
+        };
+        let mut sibling = path.as_os_str().to_owned();
+        sibling.push(enc.suffix());
+        let body = match std::fs::read(&sibling) {
+            Ok(b) if c.precompressed => Bytes::from(b),
+            _ => {
+                let (Some(level), Some(tag)) = (
+                    c.level(enc),
+                    header
+                        .headers
+                        .get(header::ETAG)
+                        .and_then(|v| v.to_str().ok()),
+                ) else {
+                    return Ok(None);
+                };
+                let size = full_len.or_else(|| {
+                    header
+                        .headers
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<u64>().ok())
+                });
+                if size.unwrap_or(u64::MAX) > compress::MAX_STATIC_COMPRESS {
+                    return Ok(None);
+                }
+                let tag = tag.to_string();
+                match compress::StaticCache::global().get_or_compress(
+                    path,
+                    &tag,
+                    enc,
+                    level,
+                    c.memory_cache,
+                ) {
+                    Ok(b) => b,
+                    Err(e) => {
+                        log::warn!("cannot compress {}: {e}", path.display());
+                        return Ok(None);
+                    }
+                }
+            }
+        };
+        if full_len.is_some() {
+            header.set_status(200)?;
+            header.remove_header(&header::CONTENT_RANGE);
+        }
+        compress::compressed_headers(header, enc, c.vary);
+        header.insert_header(header::CONTENT_LENGTH, body.len())?;
+        Ok(Some(body))
     }
 
     /// `PURGE /uri`: drop every stored variant of the URI's key; 200, 404 when absent, 403 for
@@ -549,6 +645,8 @@ impl ProxyHttp for App {
             cache_on: false,
             cache_bypass: false,
             intercept: None,
+            encoding: None,
+            encoder: None,
             _inflight: InflightGuard::new(),
         }
     }
@@ -572,6 +670,9 @@ impl ProxyHttp for App {
             return Ok(true);
         };
         ctx.location = Some(loc);
+        if let Some(c) = &cfg.locations[loc].compress {
+            ctx.encoding = compress::negotiate(c, session.req_header());
+        }
         if session.req_header().method.as_str() == "PURGE" {
             if let Some(rules) = cfg.locations[loc].cache.as_ref() {
                 if !rules.purge_allow.is_empty() {
@@ -685,7 +786,12 @@ impl ProxyHttp for App {
         ctx: &mut Ctx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        policy::variance(ctx.cache_rules()?, meta, req)
+        let encoding = ctx
+            .location()
+            .and_then(|l| l.compress.as_ref())
+            .filter(|c| c.any_enabled())
+            .map(|_| ctx.encoding.map_or("identity", Encoding::token));
+        policy::variance(ctx.cache_rules()?, meta, req, encoding)
     }
 
     fn should_serve_stale(
@@ -742,6 +848,14 @@ impl ProxyHttp for App {
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewritten URI", e))?;
             upstream.set_uri(uri);
         }
+        if ctx
+            .location()
+            .and_then(|l| l.compress.as_ref())
+            .is_some_and(|c| c.any_enabled())
+        {
+            // We compress (once, before caching): ask the origin for identity bytes.
+            upstream.remove_header(&header::ACCEPT_ENCODING);
+        }
         let vars = RequestVars {
             session,
             ctx,
@@ -760,7 +874,7 @@ impl ProxyHttp for App {
 
     async fn upstream_response_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
@@ -768,7 +882,56 @@ impl ProxyHttp for App {
             ctx.upstream_time = Some(t.elapsed());
         }
         ctx.upstream_status = Some(resp.status.as_u16());
+        let state = ctx.state.clone();
+        let Some(c) = ctx
+            .location
+            .and_then(|i| state.cfg.locations[i].compress.as_deref())
+        else {
+            return Ok(());
+        };
+        if c.any_enabled() && compress::compressible(c, resp) {
+            match ctx.encoding.and_then(|e| c.level(e).map(|l| (e, l))) {
+                Some((enc, level)) => {
+                    compress::compressed_headers(resp, enc, c.vary);
+                    if session.req_header().method != http::Method::HEAD {
+                        ctx.encoder = Some(Encoder::new(enc, level).map_err(|e| {
+                            Error::because(ErrorType::InternalError, "compressor", e)
+                        })?);
+                    }
+                }
+                None if c.vary => compress::add_vary(resp),
+                None => {}
+            }
+        }
         Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<Option<Duration>> {
+        let Some(enc) = ctx.encoder.as_mut() else {
+            return Ok(None);
+        };
+        let err = |e| Error::because(ErrorType::InternalError, "compress", e);
+        let mut out = match body.take() {
+            Some(data) if !data.is_empty() => enc.push(&data).map_err(err)?,
+            _ => Bytes::new(),
+        };
+        if end_of_stream {
+            if let Some(enc) = ctx.encoder.take() {
+                let tail = enc.finish().map_err(err)?;
+                let mut all = bytes::BytesMut::with_capacity(out.len() + tail.len());
+                all.extend_from_slice(&out);
+                all.extend_from_slice(&tail);
+                out = all.freeze();
+            }
+        }
+        *body = if out.is_empty() { None } else { Some(out) };
+        Ok(None)
     }
 
     async fn response_filter(

@@ -167,9 +167,25 @@ pub fn cacheability(
 }
 
 /// The variance of a stored response for this request (`Vary`), unless `Vary` is ignored.
-pub fn variance(rules: &CacheRules, meta: &CacheMeta, req: &RequestHeader) -> Option<HashBinary> {
+/// `encoding`: where outrigger compresses, the request's negotiated encoding (`identity` when
+/// none) stands for `Accept-Encoding`, so all gzip clients share one stored gzip body whatever
+/// their exact header, and a compressed body is never served to a client that did not ask.
+pub fn variance(
+    rules: &CacheRules,
+    meta: &CacheMeta,
+    req: &RequestHeader,
+    encoding: Option<&str>,
+) -> Option<HashBinary> {
+    let encoded = meta.headers().contains_key(header::CONTENT_ENCODING);
     if rules.ignore.vary {
-        return None;
+        return match (encoding, encoded) {
+            (Some(e), true) => {
+                let mut vb = VarianceBuilder::new();
+                vb.add_value("accept-encoding", e);
+                vb.finalize()
+            }
+            _ => None,
+        };
     }
     let mut names: Vec<String> = meta
         .headers()
@@ -180,6 +196,9 @@ pub fn variance(rules: &CacheRules, meta: &CacheMeta, req: &RequestHeader) -> Op
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect();
+    if encoding.is_some() && encoded {
+        names.push("accept-encoding".to_string());
+    }
     if names.is_empty() {
         return None;
     }
@@ -187,6 +206,10 @@ pub fn variance(rules: &CacheRules, meta: &CacheMeta, req: &RequestHeader) -> Op
     names.dedup();
     let mut vb = VarianceBuilder::new();
     for n in &names {
+        if let (Some(e), "accept-encoding") = (encoding, n.as_str()) {
+            vb.add_value("accept-encoding", e);
+            continue;
+        }
         let v: Vec<&[u8]> = req
             .headers
             .get_all(n.as_str())

@@ -68,13 +68,21 @@ impl Entry {
     }
 }
 
-/// The fixed header of an entry file, parsed and checked against the file's length.
+/// Open an entry file and parse its header; `None` when there is no such file.
 fn read_entry(path: &Path) -> std::io::Result<Option<(Entry, File)>> {
     let f = match File::open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
         Err(e) => return Err(e),
     };
+    let entry = parse_entry(&f)?;
+    Ok(Some((entry, f)))
+}
+
+/// The fixed header of an open entry file, parsed and checked against the file's length.
+/// Always read from the descriptor being served: the file may have been replaced by a newer
+/// fill since the index learnt about it.
+fn parse_entry(f: &File) -> std::io::Result<Entry> {
     let len = f.metadata()?.len();
     let mut head = [0u8; FIXED];
     if len < FIXED as u64 || f.read_exact_at(&mut head, 0).is_err() || &head[0..8] != MAGIC {
@@ -120,7 +128,7 @@ fn read_entry(path: &Path) -> std::io::Result<Option<(Entry, File)>> {
         file_len: len,
         last_access: AtomicU64::new(now_secs()),
     };
-    Ok(Some((entry, f)))
+    Ok(entry)
 }
 
 fn read_meta(f: &File, e: &Entry) -> std::io::Result<CacheMeta> {
@@ -309,24 +317,33 @@ impl DiskStorage {
     fn find(&'static self, id: &HashBinary) -> Option<(Arc<Entry>, File)> {
         let known = self.index.read().ok().and_then(|i| i.get(id).cloned());
         let path = self.path_of(id);
-        if let Some(e) = known {
-            return match File::open(&path) {
-                Ok(f) => Some((e, f)),
-                Err(_) => {
-                    self.remove(id, false);
-                    None
-                }
-            };
-        }
         match read_entry(&path) {
             Ok(Some((entry, f))) => {
                 if entry.key.combined_bin() != *id {
                     let _ = std::fs::remove_file(&path);
                     return None;
                 }
-                let e = self.insert(*id, entry);
-                self.admit(&e);
-                Some((e, f))
+                match known {
+                    // the index entry keeps the access time; offsets come from this file
+                    Some(k) if k.file_len == entry.file_len => {
+                        let e = Arc::new(Entry {
+                            last_access: AtomicU64::new(k.last_access.load(Ordering::Relaxed)),
+                            ..entry
+                        });
+                        k.touch();
+                        Some((e, f))
+                    }
+                    Some(_) => Some((self.insert(*id, entry), f)),
+                    None => {
+                        let e = self.insert(*id, entry);
+                        self.admit(&e);
+                        Some((e, f))
+                    }
+                }
+            }
+            Ok(None) if known.is_some() => {
+                self.remove(id, false);
+                None
             }
             Ok(None) => None,
             Err(err) => {

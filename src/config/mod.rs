@@ -20,6 +20,7 @@ use std::collections::HashMap;
 use std::fmt;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A config error with the file, line and column it refers to.
@@ -129,6 +130,43 @@ pub enum Handler {
     Proxy(ProxyConfig),
 }
 
+/// Compression of a location (`gzip:`, `brotli:`, `zstd:`, `static:`).
+#[derive(Debug, Clone)]
+pub struct CompressConfig {
+    pub gzip: Option<u32>,
+    pub brotli: Option<u32>,
+    pub zstd: Option<u32>,
+    pub min_length: u64,
+    /// Lowercase media types; `text/html` is always included.
+    pub types: Vec<String>,
+    /// `types: ["*"]`
+    pub all_types: bool,
+    pub vary: bool,
+    /// User-Agents that never get compressed responses (NGINX `gzip_disable`).
+    pub disable: Option<Regex>,
+    /// Compress responses to requests that came through another proxy (`Via`).
+    pub proxied: bool,
+    /// Serve `file.zst` / `file.br` / `file.gz` siblings when present (NGINX `gzip_static`).
+    pub precompressed: bool,
+    /// Bytes of compressed static files kept in memory (0 disables).
+    pub memory_cache: u64,
+}
+
+impl CompressConfig {
+    pub fn any_enabled(&self) -> bool {
+        self.gzip.is_some() || self.brotli.is_some() || self.zstd.is_some()
+    }
+
+    pub fn level(&self, e: crate::compress::Encoding) -> Option<u32> {
+        use crate::compress::Encoding::*;
+        match e {
+            Gzip => self.gzip,
+            Br => self.brotli,
+            Zstd => self.zstd,
+        }
+    }
+}
+
 /// `caches.NAME`: a cache zone (NGINX `proxy_cache_path`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ZoneConfig {
@@ -214,6 +252,8 @@ pub struct Location {
     pub headers: HeaderRules,
     pub intercept_errors: bool,
     pub cache: Option<CacheRules>,
+    /// `None` when nothing is compressed here.
+    pub compress: Option<Arc<CompressConfig>>,
 }
 
 /// The compiled configuration. Immutable; shared as `Arc<Config>`.
@@ -489,6 +529,8 @@ impl Compiler {
             upstreams.push(self.upstream(&p, name, u)?);
         }
 
+        let server_compress = self.compress(&raw, raw.gzip.as_ref(), "gzip", None)?;
+
         let mut zones = Vec::new();
         for (name, z) in &raw.caches {
             zones.push(self.zone(&format!("caches.{name}"), name, z)?);
@@ -547,6 +589,15 @@ impl Compiler {
             let p = format!("locations[{i}]");
             let (matcher, name) = self.matcher(&p, l)?;
             let mut loc = self.location(&p, l, &matcher, name, &server, &mut upstreams)?;
+            loc.compress = match &l.gzip {
+                None => server_compress.clone(),
+                Some(g) => self.compress(
+                    &raw,
+                    Some(g),
+                    &format!("{p}.gzip"),
+                    server_compress.as_deref(),
+                )?,
+            };
             if let Some(c) = &l.cache {
                 if !matches!(loc.handler, Handler::Proxy(_)) {
                     return Err(self.key_err(
@@ -1164,6 +1215,152 @@ impl Compiler {
                 server.intercept_errors,
             )?,
             cache: None,
+            compress: None,
+        })
+    }
+
+    /// The compression settings from a `gzip:` value (`off`, `on`, or a mapping) plus the
+    /// server's `brotli:`, `zstd:` and `static:`. `None` when no encoding is enabled.
+    fn compress(
+        &self,
+        raw: &RawConfig,
+        gzip: Option<&Value>,
+        gp: &str,
+        outer: Option<&CompressConfig>,
+    ) -> R<Option<Arc<CompressConfig>>> {
+        let g: Option<raw::RawGzip> = match gzip {
+            None => None,
+            Some(Value::Mapping(_)) => Some(
+                serde_yaml::from_value(gzip.cloned().unwrap_or(Value::Null))
+                    .map_err(|e| self.err(gp, strip_position(&e.to_string())))?,
+            ),
+            Some(v) => {
+                let on = self.flag(gp, Some(v), false)?;
+                if !on {
+                    // `gzip: off` in a location turns every encoding off there
+                    if outer.is_some() {
+                        return Ok(None);
+                    }
+                    None
+                } else {
+                    Some(raw::RawGzip {
+                        enabled: Some(Value::Bool(true)),
+                        min_length: None,
+                        level: None,
+                        types: None,
+                        vary: None,
+                        disable: None,
+                        proxied: None,
+                    })
+                }
+            }
+        };
+        let base = outer.cloned();
+        let gzip_on = match &g {
+            Some(g) => self.flag(&format!("{gp}.enabled"), g.enabled.as_ref(), true)?,
+            None => base.as_ref().is_some_and(|b| b.gzip.is_some()),
+        };
+        let level = |e: Option<u32>, def: u32, max: u32, path: &str| -> R<u32> {
+            match e {
+                Some(l) if l > max => Err(self.err(path, format!("level {l} is above {max}"))),
+                Some(l) => Ok(l),
+                None => Ok(def),
+            }
+        };
+        let gzip_level = if gzip_on {
+            Some(level(
+                g.as_ref()
+                    .and_then(|g| g.level)
+                    .or(base.as_ref().and_then(|b| b.gzip)),
+                1,
+                9,
+                &format!("{gp}.level"),
+            )?)
+        } else {
+            None
+        };
+        let codec = |c: Option<&raw::RawCodec>, key: &str, def: u32, max: u32| -> R<Option<u32>> {
+            match c {
+                None => Ok(None),
+                Some(c) => {
+                    if self.flag(&format!("{key}.enabled"), c.enabled.as_ref(), true)? {
+                        Ok(Some(level(c.level, def, max, &format!("{key}.level"))?))
+                    } else {
+                        Ok(None)
+                    }
+                }
+            }
+        };
+        let brotli = codec(raw.brotli.as_ref(), "brotli", 4, 11)?;
+        let zstd = codec(raw.zstd.as_ref(), "zstd", 3, 19)?;
+        let min_length = match g.as_ref().and_then(|g| g.min_length.as_ref()) {
+            Some(v) => {
+                let mp = format!("{gp}.min_length");
+                units::parse_size(&self.scalar(&mp, v)?).map_err(|e| self.err(&mp, e))?
+            }
+            None => base.as_ref().map_or(20, |b| b.min_length),
+        };
+        let (types, all_types) = match g.as_ref().and_then(|g| g.types.as_ref()) {
+            Some(t) => (
+                t.iter()
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .collect::<Vec<_>>(),
+                t.iter().any(|t| t.trim() == "*"),
+            ),
+            None => base
+                .as_ref()
+                .map_or((Vec::new(), false), |b| (b.types.clone(), b.all_types)),
+        };
+        let vary = match g.as_ref().and_then(|g| g.vary.as_ref()) {
+            Some(v) => self.flag(&format!("{gp}.vary"), Some(v), false)?,
+            None => base.as_ref().is_some_and(|b| b.vary),
+        };
+        let disable =
+            match g.as_ref().and_then(|g| g.disable.as_ref()) {
+                Some(d) if d == "msie6" => {
+                    Some(Regex::new(r"MSIE [1-6]\.").map_err(|e| self.err(gp, e))?)
+                }
+                Some(d) => Some(Regex::new(d).map_err(|e| {
+                    self.err(&format!("{gp}.disable"), format!("invalid regex: {e}"))
+                })?),
+                None => base.as_ref().and_then(|b| b.disable.clone()),
+            };
+        let proxied = match g.as_ref().and_then(|g| g.proxied.as_deref()) {
+            Some("any") => true,
+            Some("off") => false,
+            Some(o) => {
+                return Err(self.err(
+                    &format!("{gp}.proxied"),
+                    format!("`{o}`: expected any or off"),
+                ))
+            }
+            None => base.as_ref().is_none_or(|b| b.proxied),
+        };
+        let (precompressed, memory_cache) = match &raw.static_files {
+            Some(st) => (
+                self.flag("static.precompressed", st.precompressed.as_ref(), false)?,
+                self.size("static.memory_cache", st.memory_cache.as_ref())?
+                    .unwrap_or(64 << 20),
+            ),
+            None => (false, 64 << 20),
+        };
+        let c = CompressConfig {
+            gzip: gzip_level,
+            brotli,
+            zstd,
+            min_length,
+            types,
+            all_types,
+            vary,
+            disable,
+            proxied,
+            precompressed,
+            memory_cache,
+        };
+        Ok(if c.any_enabled() || c.precompressed {
+            Some(Arc::new(c))
+        } else {
+            None
         })
     }
 

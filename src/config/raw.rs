@@ -27,6 +27,14 @@ pub struct RawConfig {
     #[serde(default)]
     pub caches: IndexMap<String, RawZone>,
     #[serde(default)]
+    pub gzip: Option<Value>,
+    #[serde(default)]
+    pub brotli: Option<RawCodec>,
+    #[serde(default)]
+    pub zstd: Option<RawCodec>,
+    #[serde(default, rename = "static")]
+    pub static_files: Option<RawStatic>,
+    #[serde(default)]
     pub root: Option<String>,
     #[serde(default)]
     pub index: Option<Vec<String>>,
@@ -162,6 +170,47 @@ pub struct RawLocation {
     pub intercept_errors: Option<Value>,
     #[serde(default)]
     pub cache: Option<RawCache>,
+    #[serde(default)]
+    pub gzip: Option<Value>,
+}
+
+/// `gzip:` — NGINX `gzip*`; `min_length`, `types`, `vary`, `disable`, `proxied` apply to brotli
+/// and zstd too.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGzip {
+    #[serde(default)]
+    pub enabled: Option<Value>,
+    #[serde(default)]
+    pub min_length: Option<Value>,
+    #[serde(default)]
+    pub level: Option<u32>,
+    #[serde(default)]
+    pub types: Option<Vec<String>>,
+    #[serde(default)]
+    pub vary: Option<Value>,
+    #[serde(default)]
+    pub disable: Option<String>,
+    #[serde(default)]
+    pub proxied: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCodec {
+    #[serde(default)]
+    pub enabled: Option<Value>,
+    #[serde(default)]
+    pub level: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStatic {
+    #[serde(default)]
+    pub precompressed: Option<Value>,
+    #[serde(default)]
+    pub memory_cache: Option<Value>,
 }
 
 /// `caches.NAME`: NGINX `proxy_cache_path`.
