@@ -786,10 +786,16 @@ impl ProxyHttp for App {
         ctx: &mut Ctx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
+        // Responses outrigger compressed, or would compress for a client that asks, vary by
+        // the negotiated encoding (whatever the origin's Vary says and `gzip.vary`).
         let encoding = ctx
             .location()
-            .and_then(|l| l.compress.as_ref())
-            .filter(|c| c.any_enabled())
+            .and_then(|l| l.compress.as_deref())
+            .filter(|c| {
+                c.any_enabled()
+                    && (meta.headers().contains_key(header::CONTENT_ENCODING)
+                        || compress::compressible(c, meta.response_header()))
+            })
             .map(|_| ctx.encoding.map_or("identity", Encoding::token));
         policy::variance(ctx.cache_rules()?, meta, req, encoding)
     }
@@ -889,6 +895,18 @@ impl ProxyHttp for App {
         else {
             return Ok(());
         };
+        if resp.status.as_u16() == 304 {
+            // Revalidating a stored compressed variant: the origin's strong ETag describes the
+            // identity bytes, and Pingora merges this header into the stored one.
+            let stored_encoded = session
+                .cache
+                .maybe_cache_meta()
+                .is_some_and(|m| m.headers().contains_key(header::CONTENT_ENCODING));
+            if stored_encoded {
+                compress::weaken_etag(resp);
+            }
+            return Ok(());
+        }
         if c.any_enabled() && compress::compressible(c, resp) {
             match ctx.encoding.and_then(|e| c.level(e).map(|l| (e, l))) {
                 Some((enc, level)) => {

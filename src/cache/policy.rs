@@ -167,25 +167,21 @@ pub fn cacheability(
 }
 
 /// The variance of a stored response for this request (`Vary`), unless `Vary` is ignored.
-/// `encoding`: where outrigger compresses, the request's negotiated encoding (`identity` when
-/// none) stands for `Accept-Encoding`, so all gzip clients share one stored gzip body whatever
-/// their exact header, and a compressed body is never served to a client that did not ask.
+/// `encoding`: when the stored response is (or could have been) compressed by outrigger, the
+/// request's negotiated encoding (`identity` when none); it stands for `Accept-Encoding`, so all
+/// gzip clients share one stored gzip body whatever their exact header, and each encoding —
+/// identity included — gets its own variant.
 pub fn variance(
     rules: &CacheRules,
     meta: &CacheMeta,
     req: &RequestHeader,
     encoding: Option<&str>,
 ) -> Option<HashBinary> {
-    let encoded = meta.headers().contains_key(header::CONTENT_ENCODING);
     if rules.ignore.vary {
-        return match (encoding, encoded) {
-            (Some(e), true) => {
-                let mut vb = VarianceBuilder::new();
-                vb.add_value("accept-encoding", e);
-                vb.finalize()
-            }
-            _ => None,
-        };
+        let e = encoding?;
+        let mut vb = VarianceBuilder::new();
+        vb.add_value("accept-encoding", e);
+        return vb.finalize();
     }
     let mut names: Vec<String> = meta
         .headers()
@@ -196,7 +192,7 @@ pub fn variance(
         .map(|t| t.trim().to_ascii_lowercase())
         .filter(|t| !t.is_empty())
         .collect();
-    if encoding.is_some() && encoded {
+    if encoding.is_some() {
         names.push("accept-encoding".to_string());
     }
     if names.is_empty() {
