@@ -16,11 +16,13 @@ use std::sync::Mutex;
 use std::time::Duration;
 use storage::DiskStorage;
 
-/// A cache zone: its store, its LRU (`max_size`, `keys_zone`) and its collapsing locks.
+/// A cache zone: its store, its LRU (`max_size`, `keys_zone`) and its collapsing locks. The LRU
+/// has one shard: with 16, pingora-lru evicts the oldest entry of a random shard, which in a
+/// small zone is often the entry just stored.
 pub struct Zone {
     pub name: String,
     pub storage: &'static DiskStorage,
-    pub eviction: &'static lru::Manager<16>,
+    pub eviction: &'static lru::Manager<1>,
     locks: Mutex<HashMap<u128, &'static CacheKeyLockImpl>>,
 }
 
@@ -37,10 +39,10 @@ impl Zone {
             z.eviction.set_weight_limit(cfg.max_size as usize);
             return Ok(z);
         }
-        let eviction: &'static lru::Manager<16> =
+        let eviction: &'static lru::Manager<1> =
             Box::leak(Box::new(lru::Manager::with_capacity_and_watermark(
                 usize::try_from(cfg.max_size).unwrap_or(usize::MAX),
-                (cfg.max_entries / 16).clamp(16, 1 << 16),
+                cfg.max_entries.clamp(16, 1 << 16),
                 Some(cfg.max_entries),
             )));
         let storage: &'static DiskStorage = Box::leak(Box::new(DiskStorage::new(
