@@ -221,6 +221,14 @@ impl Encoder {
         })
     }
 
+    pub fn encoding(&self) -> Encoding {
+        match self {
+            Encoder::Gzip(_) => Encoding::Gzip,
+            Encoder::Br(_) => Encoding::Br,
+            Encoder::Zstd(_) => Encoding::Zstd,
+        }
+    }
+
     fn out(&mut self) -> &mut Vec<u8> {
         match self {
             Encoder::Gzip(e) => e.get_mut(),
@@ -317,6 +325,13 @@ impl StaticCache {
         }
         let data = std::fs::read(path)?;
         let out = compress_all(enc, level, &data)?;
+        let m = &crate::metrics::METRICS;
+        m.compress_in
+            .with_label_values(&[enc.token()])
+            .inc_by(data.len() as u64);
+        m.compress_out
+            .with_label_values(&[enc.token()])
+            .inc_by(out.len() as u64);
         if capacity > 0 && (out.len() as u64) <= capacity / 4 {
             if let Ok(mut m) = self.map.lock() {
                 // drop other versions of the same file, then arbitrary entries until it fits

@@ -2,13 +2,16 @@
 //! NGINX vocabulary in YAML.
 
 pub mod access_log;
+pub mod admin;
 pub mod cache;
 pub mod compress;
 pub mod config;
 pub mod error_page;
 pub mod files;
 pub mod headers;
+pub mod metrics;
 pub mod proxy;
+pub mod reload;
 pub mod router;
 pub mod server;
 pub mod uri;

@@ -8,6 +8,7 @@ use crate::compress::{self, Encoder, Encoding};
 use crate::config::{CacheRules, Config, Handler, Invalidate, Location, ProxyConfig};
 use crate::error_page;
 use crate::files::{self, Plan};
+use crate::metrics::METRICS;
 use crate::server::InflightGuard;
 use crate::uri;
 use crate::vars::{self, Var, VarSource};
@@ -935,8 +936,15 @@ impl ProxyHttp for App {
             return Ok(None);
         };
         let err = |e| Error::because(ErrorType::InternalError, "compress", e);
+        let name = enc.encoding().token();
         let mut out = match body.take() {
-            Some(data) if !data.is_empty() => enc.push(&data).map_err(err)?,
+            Some(data) if !data.is_empty() => {
+                METRICS
+                    .compress_in
+                    .with_label_values(&[name])
+                    .inc_by(data.len() as u64);
+                enc.push(&data).map_err(err)?
+            }
             _ => Bytes::new(),
         };
         if end_of_stream {
@@ -948,6 +956,10 @@ impl ProxyHttp for App {
                 out = all.freeze();
             }
         }
+        METRICS
+            .compress_out
+            .with_label_values(&[name])
+            .inc_by(out.len() as u64);
         *body = if out.is_empty() { None } else { Some(out) };
         Ok(None)
     }
@@ -1011,6 +1023,22 @@ impl ProxyHttp for App {
 
     async fn fail_to_proxy(&self, session: &mut Session, e: &Error, ctx: &mut Ctx) -> FailToProxy {
         let upstream = *e.esource() == ErrorSource::Upstream;
+        if let (true, Some(u)) = (upstream, ctx.upstream) {
+            let kind = match e.etype() {
+                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                    "timeout"
+                }
+                ErrorType::ConnectRefused
+                | ErrorType::ConnectNoRoute
+                | ErrorType::ConnectError
+                | ErrorType::ConnectProxyFailure => "connect",
+                _ => "other",
+            };
+            METRICS
+                .upstream_errors
+                .with_label_values(&[&ctx.cfg().upstreams[u].name, kind])
+                .inc();
+        }
         let code = match e.etype() {
             _ if client_gone(e) => 0,
             ErrorType::HTTPStatus(c) => *c,
@@ -1046,6 +1074,27 @@ impl ProxyHttp for App {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        let status = session.response_written().map_or(0, |r| r.status.as_u16());
+        let location = ctx.location().map_or("", |l| l.name.as_str());
+        METRICS.request(location, status, ctx.start.elapsed());
+        if let (Some(u), Some(t)) = (ctx.upstream, ctx.upstream_time) {
+            METRICS
+                .upstream_seconds
+                .with_label_values(&[&ctx.cfg().upstreams[u].name])
+                .observe(t.as_secs_f64());
+        }
+        if let Some(rules) = ctx.cache_rules().filter(|_| ctx.cache_on) {
+            let zone = &ctx.cfg().zones[rules.zone].name;
+            let label = if ctx.cache_status.is_empty() {
+                "MISS"
+            } else {
+                ctx.cache_status
+            };
+            METRICS
+                .cache_lookups
+                .with_label_values(&[zone, label])
+                .inc();
+        }
         if let Some(log) = &ctx.state.access_log {
             let vars = RequestVars {
                 session,

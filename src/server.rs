@@ -3,6 +3,7 @@
 //! finish or the grace period ends; SIGINT: fast exit).
 
 use crate::access_log::AccessLog;
+use crate::admin::AdminApp;
 use crate::cache::Zone;
 use crate::config::{Config, LogTarget};
 use crate::proxy::{App, State};
@@ -16,6 +17,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 static INFLIGHT: AtomicUsize = AtomicUsize::new(0);
+static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Whether SIGTERM was received (`/readyz` answers 503 from then on).
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
 
 /// Counts a request as in flight for as long as it lives (held by the request context).
 pub struct InflightGuard(());
@@ -88,6 +95,7 @@ pub fn make_state(cfg: Arc<Config>) -> std::io::Result<State> {
 
 struct Signals {
     grace: Duration,
+    delay: Duration,
     pid_file: Option<std::path::PathBuf>,
 }
 
@@ -113,6 +121,11 @@ impl ShutdownSignalWatch for Signals {
         };
         tokio::select! {
             _ = term.recv() => {
+                DRAINING.store(true, Ordering::Relaxed);
+                if !self.delay.is_zero() {
+                    log::info!("SIGTERM: /readyz answers 503, closing listeners in {:?}", self.delay);
+                    tokio::time::sleep(self.delay).await;
+                }
                 log::info!("SIGTERM: draining {} in-flight request(s), grace {:?}", inflight(), self.grace);
                 let grace = self.grace;
                 let pid_file = self.pid_file.clone();
@@ -166,14 +179,37 @@ pub fn run(cfg: Config) -> Result<(), String> {
     };
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
+    let shared = Arc::new(ArcSwap::from_pointee(state));
     let app = App {
-        state: Arc::new(ArcSwap::from_pointee(state)),
+        state: shared.clone(),
     };
     let mut svc = pingora_proxy::http_proxy_service(&server.configuration, app);
     for addr in &cfg.listen {
         svc.add_tcp(&addr.to_string());
     }
     server.add_service(svc);
+    if let Some(admin) = &cfg.admin {
+        match std::net::TcpListener::bind(admin.listen) {
+            Ok(_) => {
+                let mut a = pingora_core::services::listening::Service::new(
+                    "admin".to_string(),
+                    AdminApp {
+                        state: shared.clone(),
+                    },
+                );
+                a.add_tcp(&admin.listen.to_string());
+                server.add_service(a);
+            }
+            Err(e) if admin.explicit => {
+                return Err(format!("cannot listen on {} (admin): {e}", admin.listen));
+            }
+            Err(e) => log::warn!(
+                "no admin listener (/healthz, /readyz, /metrics): {} is taken: {e}; set `admin: {{listen: ...}}` or `admin: off`",
+                admin.listen
+            ),
+        }
+    }
+    crate::reload::spawn(cfg.file.clone(), shared, cfg.reload_interval);
     if let Some(p) = &cfg.pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;
@@ -187,6 +223,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     server.run(RunArgs {
         shutdown_signal: Box::new(Signals {
             grace,
+            delay: cfg.shutdown_delay,
             pid_file: cfg.pid_file.clone(),
         }),
     });

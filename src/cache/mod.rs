@@ -46,6 +46,7 @@ impl Zone {
                 Some(cfg.max_entries),
             )));
         let storage: &'static DiskStorage = Box::leak(Box::new(DiskStorage::new(
+            &cfg.name,
             cfg.path.clone(),
             cfg.levels.clone(),
             cfg.max_entry_size,
@@ -73,6 +74,10 @@ impl Zone {
                 loop {
                     std::thread::sleep(every);
                     let gone = storage.sweep_inactive(inactive);
+                    crate::metrics::METRICS
+                        .cache_inactive_removals
+                        .with_label_values(&[&name])
+                        .inc_by(gone as u64);
                     if gone > 0 {
                         log::info!("cache zone `{name}`: removed {gone} inactive entries");
                     }

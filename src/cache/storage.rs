@@ -179,6 +179,8 @@ fn write_head(
 
 /// A zone's disk store.
 pub struct DiskStorage {
+    /// The zone's name, for metrics.
+    name: String,
     dir: PathBuf,
     levels: Vec<usize>,
     max_entry_size: Option<u64>,
@@ -192,6 +194,7 @@ pub struct DiskStorage {
 
 impl DiskStorage {
     pub fn new(
+        name: &str,
         dir: PathBuf,
         levels: Vec<usize>,
         max_entry_size: Option<u64>,
@@ -203,6 +206,7 @@ impl DiskStorage {
             let _ = std::fs::remove_file(e.path());
         }
         Ok(DiskStorage {
+            name: name.to_string(),
             dir,
             levels,
             max_entry_size,
@@ -269,7 +273,12 @@ impl DiskStorage {
                     }
                 }
             }
-            if !from_eviction {
+            if from_eviction {
+                crate::metrics::METRICS
+                    .cache_evictions
+                    .with_label_values(&[&self.name])
+                    .inc();
+            } else {
                 let k = CacheEntryKey::key_only(old.key.clone());
                 self.eviction.remove((&k).into());
             }

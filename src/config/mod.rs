@@ -256,14 +256,28 @@ pub struct Location {
     pub compress: Option<Arc<CompressConfig>>,
 }
 
+/// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Written in the config (a failure to bind is fatal) rather than the default (a warning).
+    pub explicit: bool,
+}
+
 /// The compiled configuration. Immutable; shared as `Arc<Config>`.
 #[derive(Debug)]
 pub struct Config {
     pub file: PathBuf,
     pub listen: Vec<SocketAddr>,
+    pub admin: Option<AdminConfig>,
+    /// How often the config file is checked for changes (`None`: only on SIGHUP).
+    pub reload_interval: Option<Duration>,
     pub threads: usize,
     pub pid_file: Option<PathBuf>,
     pub grace_period: Duration,
+    /// On SIGTERM, how long to keep serving with `/readyz` at 503 before closing the listeners
+    /// (time for Kubernetes to take the pod out of its Service).
+    pub shutdown_delay: Duration,
     pub error_log: ErrorLogConfig,
     pub access_log: Option<AccessLogConfig>,
     pub upstreams: Vec<Upstream>,
@@ -456,6 +470,51 @@ impl Compiler {
             listen.push(addr);
         }
 
+        let admin = match &raw.admin {
+            None => Some(AdminConfig {
+                listen: SocketAddr::from(([0, 0, 0, 0], 9145)),
+                explicit: false,
+            }),
+            Some(v) => {
+                let listen = match v {
+                    Value::Mapping(_) => {
+                        let a: raw::RawAdmin = serde_yaml::from_value(v.clone())
+                            .map_err(|e| self.err("admin", strip_position(&e.to_string())))?;
+                        Some(self.scalar("admin.listen", &a.listen)?)
+                    }
+                    _ if !self.flag("admin", Some(v), false)? => None,
+                    _ => return Err(self.err("admin", "expected `off` or `{listen: addr:port}`")),
+                };
+                match listen {
+                    None => None,
+                    Some(s) => Some(AdminConfig {
+                        listen: s
+                            .to_socket_addrs()
+                            .ok()
+                            .and_then(|mut a| a.next())
+                            .ok_or_else(|| {
+                                self.err("admin.listen", format!("invalid address `{s}`"))
+                            })?,
+                        explicit: true,
+                    }),
+                }
+            }
+        };
+        let reload_interval = match &raw.reload {
+            None => Some(Duration::from_secs(1)),
+            Some(r) => {
+                if self.flag("reload.watch", r.watch.as_ref(), true)? {
+                    Some(self.duration(
+                        "reload.interval",
+                        r.interval.as_ref(),
+                        Duration::from_secs(1),
+                    )?)
+                } else {
+                    None
+                }
+            }
+        };
+
         let threads = match &raw.threads {
             None => 1,
             Some(v) => {
@@ -492,6 +551,11 @@ impl Compiler {
             "grace_period",
             raw.grace_period.as_ref(),
             Duration::from_secs(10),
+        )?;
+        let shutdown_delay = self.duration(
+            "shutdown_delay",
+            raw.shutdown_delay.as_ref(),
+            Duration::ZERO,
         )?;
 
         let error_log = {
@@ -654,9 +718,12 @@ impl Compiler {
         Ok(Config {
             file: self.file.clone(),
             listen,
+            admin,
+            reload_interval,
             threads,
             pid_file,
             grace_period,
+            shutdown_delay,
             error_log,
             access_log,
             upstreams,

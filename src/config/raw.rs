@@ -17,6 +17,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub grace_period: Option<Value>,
     #[serde(default)]
+    pub shutdown_delay: Option<Value>,
+    #[serde(default)]
     pub error_log: Option<RawErrorLog>,
     #[serde(default)]
     pub log_formats: IndexMap<String, String>,
@@ -26,6 +28,10 @@ pub struct RawConfig {
     pub upstreams: IndexMap<String, RawUpstream>,
     #[serde(default)]
     pub caches: IndexMap<String, RawZone>,
+    #[serde(default)]
+    pub admin: Option<Value>,
+    #[serde(default)]
+    pub reload: Option<RawReload>,
     #[serde(default)]
     pub gzip: Option<Value>,
     #[serde(default)]
@@ -274,4 +280,19 @@ pub struct RawLock {
 #[serde(deny_unknown_fields)]
 pub struct RawPurge {
     pub allow: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReload {
+    #[serde(default)]
+    pub watch: Option<Value>,
+    #[serde(default)]
+    pub interval: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    pub listen: Value,
 }

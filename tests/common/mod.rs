@@ -25,7 +25,19 @@ use std::net::TcpListener;
 ///
 /// Racy by nature (another process may grab the port before it is reused),
 /// but good enough for tests.
+///
+/// A port is never handed out twice in one test process: the kernel may return a port again as
+/// soon as its probe listener is closed, and two proxies started on the same port in parallel
+/// tests would answer each other's requests.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("free_port: bind 127.0.0.1:0");
-    listener.local_addr().expect("free_port: local_addr").port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("free_port: bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("free_port: local_addr").port();
+        let mut given = GIVEN.lock().unwrap_or_else(|p| p.into_inner());
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }

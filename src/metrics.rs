@@ -1,0 +1,174 @@
+//! Prometheus metrics (`/metrics` on the admin listener): requests by location and status class,
+//! request and upstream latency histograms, upstream errors, cache lookups by
+//! `$upstream_cache_status`, cache size, evictions, compression bytes, in-flight requests, config
+//! reloads. Names follow Prometheus conventions (`outrigger_*_total`, `_seconds`, `_bytes`).
+
+use crate::proxy::State;
+use once_cell::sync::Lazy;
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+use std::time::Duration;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_seconds: HistogramVec,
+    pub upstream_seconds: HistogramVec,
+    pub upstream_errors: IntCounterVec,
+    pub cache_lookups: IntCounterVec,
+    pub cache_evictions: IntCounterVec,
+    pub cache_inactive_removals: IntCounterVec,
+    cache_bytes: IntGaugeVec,
+    cache_entries: IntGaugeVec,
+    pub compress_in: IntCounterVec,
+    pub compress_out: IntCounterVec,
+    inflight: IntGauge,
+    pub reloads: IntCounterVec,
+}
+
+fn counter(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+    let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(c.clone())).expect("unique metric");
+    c
+}
+
+fn gauge(r: &Registry, name: &str, help: &str, labels: &[&str]) -> IntGaugeVec {
+    let g = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
+    r.register(Box::new(g.clone())).expect("unique metric");
+    g
+}
+
+fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> HistogramVec {
+    let buckets = vec![
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    ];
+    let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+        .expect("valid metric");
+    r.register(Box::new(h.clone())).expect("unique metric");
+    h
+}
+
+pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
+    let r = Registry::new();
+    let inflight = IntGauge::new("outrigger_requests_in_flight", "Requests being handled")
+        .expect("valid metric");
+    r.register(Box::new(inflight.clone()))
+        .expect("unique metric");
+    Metrics {
+        requests: counter(
+            &r,
+            "outrigger_requests_total",
+            "Requests by location and status class",
+            &["location", "status"],
+        ),
+        request_seconds: histogram(
+            &r,
+            "outrigger_request_duration_seconds",
+            "Time from request to end of response",
+            &["location"],
+        ),
+        upstream_seconds: histogram(
+            &r,
+            "outrigger_upstream_response_seconds",
+            "Time to the upstream's response header",
+            &["upstream"],
+        ),
+        upstream_errors: counter(
+            &r,
+            "outrigger_upstream_errors_total",
+            "Failed upstream attempts by kind (connect, timeout, other)",
+            &["upstream", "kind"],
+        ),
+        cache_lookups: counter(
+            &r,
+            "outrigger_cache_requests_total",
+            "Cached-location requests by $upstream_cache_status",
+            &["zone", "status"],
+        ),
+        cache_evictions: counter(
+            &r,
+            "outrigger_cache_evictions_total",
+            "Entries evicted to stay under max_size / keys_zone",
+            &["zone"],
+        ),
+        cache_inactive_removals: counter(
+            &r,
+            "outrigger_cache_inactive_removals_total",
+            "Entries removed after `inactive`",
+            &["zone"],
+        ),
+        cache_bytes: gauge(
+            &r,
+            "outrigger_cache_bytes",
+            "Bytes of cache entries on disk",
+            &["zone"],
+        ),
+        cache_entries: gauge(
+            &r,
+            "outrigger_cache_entries",
+            "Cache entries indexed",
+            &["zone"],
+        ),
+        compress_in: counter(
+            &r,
+            "outrigger_compression_input_bytes_total",
+            "Bytes fed to compressors",
+            &["encoding"],
+        ),
+        compress_out: counter(
+            &r,
+            "outrigger_compression_output_bytes_total",
+            "Bytes produced by compressors",
+            &["encoding"],
+        ),
+        reloads: counter(
+            &r,
+            "outrigger_config_reloads_total",
+            "Config reloads by result (success, failure)",
+            &["result"],
+        ),
+        inflight,
+        registry: r,
+    }
+});
+
+/// `2xx`, `3xx`, ... for a status (`0` when nothing was sent).
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        500..=599 => "5xx",
+        _ => "none",
+    }
+}
+
+impl Metrics {
+    pub fn request(&self, location: &str, status: u16, took: Duration) {
+        self.requests
+            .with_label_values(&[location, status_class(status)])
+            .inc();
+        self.request_seconds
+            .with_label_values(&[location])
+            .observe(took.as_secs_f64());
+    }
+
+    /// The text exposition, with gauges refreshed from `state`.
+    pub fn render(&self, state: &State) -> String {
+        self.inflight.set(crate::server::inflight() as i64);
+        for z in &state.zones {
+            self.cache_bytes
+                .with_label_values(&[&z.name])
+                .set(z.storage.bytes() as i64);
+            self.cache_entries
+                .with_label_values(&[&z.name])
+                .set(z.storage.entries() as i64);
+        }
+        let mut buf = Vec::new();
+        let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
+        String::from_utf8(buf).unwrap_or_default()
+    }
+}
