@@ -16,7 +16,7 @@ use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
-use pingora_cache::key::HashBinary;
+use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -115,8 +115,9 @@ fn secs(out: &mut String, d: Duration) {
     let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
 }
 
-/// `$host`: the request line's host, else the Host header, lowercase and without the port.
-pub fn host(req: &RequestHeader) -> String {
+/// `$host`: the request line's host, else the Host header, lowercase and without the port, else
+/// the configured `server_name` (as NGINX: an HTTP/1.0 request may come without Host).
+pub fn host(req: &RequestHeader, server_name: &str) -> String {
     let raw = req
         .uri
         .host()
@@ -133,6 +134,9 @@ pub fn host(req: &RequestHeader) -> String {
     } else {
         raw.split(':').next().unwrap_or("").to_string()
     };
+    if h.is_empty() {
+        return server_name.to_string();
+    }
     h.to_ascii_lowercase()
 }
 
@@ -198,7 +202,7 @@ impl VarSource for RequestVars<'_> {
                     out.push('?')
                 }
             }
-            Var::Host => out.push_str(&host(req)),
+            Var::Host => out.push_str(&host(req, &ctx.cfg().server_name)),
             Var::Scheme => out.push_str("http"),
             Var::ServerProtocol => {
                 let _ = write!(out, "{:?}", req.version);
@@ -332,6 +336,32 @@ fn check_request_head(req: &RequestHeader) -> Option<u16> {
     None
 }
 
+/// The variance of a stored response for this request. Responses outrigger compressed, or
+/// would compress for a client that asks, vary by the negotiated encoding (whatever the origin's
+/// Vary says and `gzip.vary`).
+fn variance_for(ctx: &Ctx, stored: &ResponseHeader, req: &RequestHeader) -> Option<HashBinary> {
+    let encoding = ctx
+        .location()
+        .and_then(|l| l.compress.as_deref())
+        .filter(|c| {
+            c.any_enabled()
+                && (stored.headers.contains_key(header::CONTENT_ENCODING)
+                    || compress::compressible(c, stored))
+        })
+        .map(|_| ctx.encoding.map_or("identity", Encoding::token));
+    policy::variance(ctx.cache_rules()?, stored, req, encoding)
+}
+
+/// Request headers that need Pingora's cache machinery (conditional and range requests).
+const NOT_HOT: [header::HeaderName; 6] = [
+    header::RANGE,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_MATCH,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+];
+
 /// The cache key's user tag: the name of the location that stores the entry (so a location's
 /// entries can be dropped together, `invalidate_on_unsafe: location`).
 fn tag(ctx: &Ctx) -> String {
@@ -409,6 +439,86 @@ impl App {
                 files::send_body(session, &path, offset, len).await
             }
         }
+    }
+
+    /// Answer a fresh HIT from the zone's memory tier, before Pingora's cache machinery (no
+    /// disk, no metadata decoding, no cache state machine). Falls through (`false`) for anything
+    /// else: conditional or range requests, bypass, stale or absent entries, other variants.
+    async fn serve_hot(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        let state = ctx.state.clone();
+        let Some(loc) = ctx.location.map(|i| &state.cfg.locations[i]) else {
+            return Ok(false);
+        };
+        let Some(rules) = loc.cache.as_ref() else {
+            return Ok(false);
+        };
+        let zone = state.zones[rules.zone];
+        let req = session.req_header();
+        let head = req.method == http::Method::HEAD;
+        if !(req.method == http::Method::GET || (head && rules.head))
+            || NOT_HOT.iter().any(|h| req.headers.contains_key(h))
+        {
+            return Ok(false);
+        }
+        let found = {
+            let vars = RequestVars {
+                session,
+                ctx,
+                resp: None,
+            };
+            if policy::any_set(&rules.bypass, &vars) {
+                return Ok(false);
+            }
+            let key = CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx));
+            let primary = key.primary_bin();
+            let Some(first) = zone.storage.hot_get(&primary) else {
+                return Ok(false);
+            };
+            let want = variance_for(ctx, &first.header, req);
+            if want == first.variance {
+                Some((primary, first))
+            } else if let Some(v) = want {
+                let mut k = key;
+                k.set_variance_key(v);
+                let id = k.combined_bin();
+                zone.storage
+                    .hot_get(&id)
+                    .filter(|e| e.variance == Some(v))
+                    .map(|e| (id, e))
+            } else {
+                None
+            }
+        };
+        let Some((id, entry)) = found else {
+            return Ok(false);
+        };
+        let status = entry.header.status.as_u16();
+        if std::time::SystemTime::now() > entry.fresh_until
+            || (loc.intercept_errors && status >= 300)
+        {
+            return Ok(false);
+        }
+        ctx.cache_on = true;
+        ctx.cache_status = "HIT";
+        let mut resp = entry.header.clone();
+        for h in HIDDEN_UPSTREAM {
+            resp.remove_header(h);
+        }
+        resp.remove_header(&header::TRANSFER_ENCODING);
+        resp.insert_header(header::CONTENT_LENGTH, entry.body.len())?;
+        resp.insert_header(header::SERVER, crate::SERVER_NAME)?;
+        self.apply_headers(session, ctx, loc, &mut resp);
+        let no_body = head || entry.body.is_empty();
+        session
+            .write_response_header(Box::new(resp), no_body)
+            .await?;
+        if !no_body {
+            session
+                .write_response_body(Some(entry.body.clone()), true)
+                .await?;
+        }
+        zone.storage.hot_hit(&id, &entry);
+        Ok(true)
     }
 
     /// The compressed body for a static file when this request gets one: a precompressed
@@ -563,7 +673,7 @@ impl App {
         };
         let own = policy::key_bytes(rules, &vars);
         storage.remove_primary(&pingora_cache::key::hash_key(&own));
-        let host = host(session.req_header());
+        let host = host(session.req_header(), &ctx.cfg().server_name);
         for name in [header::LOCATION, header::CONTENT_LOCATION] {
             let Some(uri) = resp
                 .headers
@@ -689,7 +799,7 @@ impl ProxyHttp for App {
             }
             Handler::Proxy(p) => {
                 ctx.upstream = Some(p.upstream);
-                Ok(false)
+                self.serve_hot(session, ctx).await
             }
         }
     }
@@ -787,18 +897,7 @@ impl ProxyHttp for App {
         ctx: &mut Ctx,
         req: &RequestHeader,
     ) -> Option<HashBinary> {
-        // Responses outrigger compressed, or would compress for a client that asks, vary by
-        // the negotiated encoding (whatever the origin's Vary says and `gzip.vary`).
-        let encoding = ctx
-            .location()
-            .and_then(|l| l.compress.as_deref())
-            .filter(|c| {
-                c.any_enabled()
-                    && (meta.headers().contains_key(header::CONTENT_ENCODING)
-                        || compress::compressible(c, meta.response_header()))
-            })
-            .map(|_| ctx.encoding.map_or("identity", Encoding::token));
-        policy::variance(ctx.cache_rules()?, meta, req, encoding)
+        variance_for(ctx, meta.response_header(), req)
     }
 
     fn should_serve_stale(
@@ -875,6 +974,10 @@ impl ProxyHttp for App {
             } else {
                 upstream.insert_header(name.clone(), v)?;
             }
+        }
+        // We speak HTTP/1.1 upstream, where Host is mandatory (NGINX speaks 1.0 and may omit it).
+        if !upstream.headers.contains_key(header::HOST) {
+            upstream.insert_header(header::HOST, &ctx.cfg().upstreams[p.upstream].proxy_host)?;
         }
         Ok(())
     }
@@ -1131,7 +1234,7 @@ impl ProxyHttp for App {
             "client: {client}, request: \"{} {}\", upstream: \"{upstream}\", host: \"{}\"",
             req.method,
             req.uri,
-            host(req)
+            host(req, &ctx.cfg().server_name)
         )
     }
 }

@@ -1232,3 +1232,31 @@ fn starts_without_upstream_then_recovers_when_it_appears() {
     assert_eq!(r.json()["uri"], "/second");
     assert_eq!(origin.hit_count(), 1);
 }
+
+/// An HTTP/1.0 request may come without Host; `$host` then is `server_name` (NGINX), and the
+/// upstream (spoken to in HTTP/1.1) always gets a Host.
+#[test]
+fn http10_without_host_gets_server_name_as_host() {
+    let origin = start_origin();
+    for (server_name, want) in [
+        ("", "localhost"),
+        ("server_name: sidecar.test\n", "sidecar.test"),
+    ] {
+        let proxy = start_proxy(&format!(
+            "listen: [\"127.0.0.1:{{PORT}}\"]\n{server_name}proxy_set_header: {{Host: $host}}\n\
+             upstreams: {{up: {{address: \"{}\"}}}}\nlocations:\n  - prefix: /\n    proxy_pass: http://up\n",
+            origin.addr()
+        ));
+        let r = request(proxy.port, b"GET /h10 HTTP/1.0\r\n\r\n");
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(r.json()["headers"]["host"], want);
+    }
+    // without any proxy_set_header the default Host is the upstream address
+    let proxy = start_proxy(&format!(
+        "listen: [\"127.0.0.1:{{PORT}}\"]\nproxy_set_header: {{Host: \"\"}}\n\
+         upstreams: {{up: {{address: \"{}\"}}}}\nlocations:\n  - prefix: /\n    proxy_pass: http://up\n",
+        origin.addr()
+    ));
+    let r = request(proxy.port, b"GET /h10 HTTP/1.0\r\n\r\n");
+    assert_eq!(r.json()["headers"]["host"], origin.addr().as_str());
+}

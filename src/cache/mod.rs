@@ -51,6 +51,7 @@ impl Zone {
             cfg.levels.clone(),
             cfg.max_entry_size,
             eviction,
+            cfg.memory,
         )?));
         let zone: &'static Zone = Box::leak(Box::new(Zone {
             name: cfg.name.clone(),

@@ -173,7 +173,7 @@ pub fn cacheability(
 /// identity included — gets its own variant.
 pub fn variance(
     rules: &CacheRules,
-    meta: &CacheMeta,
+    stored: &ResponseHeader,
     req: &RequestHeader,
     encoding: Option<&str>,
 ) -> Option<HashBinary> {
@@ -183,8 +183,8 @@ pub fn variance(
         vb.add_value("accept-encoding", e);
         return vb.finalize();
     }
-    let mut names: Vec<String> = meta
-        .headers()
+    let mut names: Vec<String> = stored
+        .headers
         .get_all(header::VARY)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -177,6 +177,40 @@ fn write_head(
     Ok(head.len() as u64)
 }
 
+/// A small, hot entry kept in memory (the zone's `memory` tier): answered without touching
+/// the disk or deserialising metadata.
+pub struct HotEntry {
+    pub header: pingora_http::ResponseHeader,
+    pub body: Bytes,
+    pub fresh_until: SystemTime,
+    pub variance: Option<HashBinary>,
+    pub key: CompactCacheKey,
+    pub file_len: u64,
+}
+
+#[derive(Clone)]
+struct HotWeight;
+
+impl quick_cache::Weighter<HashBinary, Arc<HotEntry>> for HotWeight {
+    fn weight(&self, _k: &HashBinary, v: &Arc<HotEntry>) -> u64 {
+        // body plus a rough allowance for the header and bookkeeping
+        v.body.len() as u64 + 512
+    }
+}
+
+type HotMap = quick_cache::sync::Cache<HashBinary, Arc<HotEntry>, HotWeight>;
+
+/// What the memory tier needs of an entry's metadata: header, fresh until, variance.
+type HotHead = (pingora_http::ResponseHeader, SystemTime, Option<HashBinary>);
+
+fn hot_head(meta: &CacheMeta) -> HotHead {
+    (
+        meta.response_header().clone(),
+        meta.fresh_until(),
+        meta.variance(),
+    )
+}
+
 /// A zone's disk store.
 pub struct DiskStorage {
     /// The zone's name, for metrics.
@@ -190,6 +224,9 @@ pub struct DiskStorage {
     bytes: AtomicU64,
     seq: AtomicU64,
     eviction: &'static (dyn EvictionManager + Sync),
+    hot: Option<HotMap>,
+    /// Largest body kept in the memory tier.
+    hot_max: u64,
 }
 
 impl DiskStorage {
@@ -199,6 +236,7 @@ impl DiskStorage {
         levels: Vec<usize>,
         max_entry_size: Option<u64>,
         eviction: &'static (dyn EvictionManager + Sync),
+        memory: u64,
     ) -> std::io::Result<DiskStorage> {
         std::fs::create_dir_all(dir.join("tmp"))?;
         // Fills that never finished (a crash) are garbage.
@@ -215,6 +253,15 @@ impl DiskStorage {
             bytes: AtomicU64::new(0),
             seq: AtomicU64::new(0),
             eviction,
+            hot: (memory > 0).then(|| {
+                HotMap::with_weighter(
+                    (memory / 4096).clamp(16, 1 << 20) as usize,
+                    memory,
+                    HotWeight,
+                )
+            }),
+            // at most 1/16 of the tier, and 1 MiB
+            hot_max: (memory / 16).min(1 << 20),
         })
     }
 
@@ -261,6 +308,9 @@ impl DiskStorage {
 
     /// Remove an entry from the index and disk. Returns whether it existed.
     fn remove(&self, id: &HashBinary, from_eviction: bool) -> bool {
+        if let Some(h) = &self.hot {
+            h.remove(id);
+        }
         let old = self.index.write().ok().and_then(|mut i| i.remove(id));
         let existed_on_disk = std::fs::remove_file(self.path_of(id)).is_ok();
         if let Some(old) = &old {
@@ -302,6 +352,45 @@ impl DiskStorage {
             any |= self.remove(&id, false);
         }
         any
+    }
+
+    /// The in-memory copy of an entry, if the memory tier holds it.
+    pub fn hot_get(&self, id: &HashBinary) -> Option<Arc<HotEntry>> {
+        self.hot.as_ref()?.get(id)
+    }
+
+    /// Record a hit served from the memory tier (recency for `inactive` and LRU eviction).
+    pub fn hot_hit(&self, id: &HashBinary, e: &HotEntry) {
+        if let Some(entry) = self.index.read().ok().and_then(|i| i.get(id).cloned()) {
+            entry.touch();
+        }
+        let k = CacheEntryKey::key_only(e.key.clone());
+        self.eviction.access(&k, e.file_len as usize, e.fresh_until);
+    }
+
+    fn hot_put(
+        &self,
+        id: HashBinary,
+        head: HotHead,
+        body: Bytes,
+        key: CompactCacheKey,
+        file_len: u64,
+    ) {
+        if let Some(h) = &self.hot {
+            if body.len() as u64 <= self.hot_max {
+                h.insert(
+                    id,
+                    Arc::new(HotEntry {
+                        header: head.0,
+                        body,
+                        fresh_until: head.1,
+                        variance: head.2,
+                        key,
+                        file_len,
+                    }),
+                );
+            }
+        }
     }
 
     /// Remove every entry whose key carries `tag` (the location that stored it).
@@ -515,6 +604,9 @@ struct Miss {
     written: u64,
     meta_offset: u64,
     meta_lens: (u32, u32),
+    /// The body so far, while it is small enough for the memory tier.
+    hot_body: Option<BytesMut>,
+    hot_head: Option<HotHead>,
 }
 
 #[async_trait]
@@ -527,6 +619,13 @@ impl HandleMiss for Miss {
                     ErrorType::InternalError,
                     "cache entry over max_entry_size",
                 );
+            }
+        }
+        if let Some(b) = self.hot_body.as_mut() {
+            if self.written <= self.storage.hot_max {
+                b.extend_from_slice(&data);
+            } else {
+                self.hot_body = None;
             }
         }
         match self.file.as_mut() {
@@ -561,6 +660,10 @@ impl HandleMiss for Miss {
                 last_access: AtomicU64::new(now_secs()),
             },
         );
+        if let (Some(body), Some(head)) = (self.hot_body.take(), self.hot_head.take()) {
+            self.storage
+                .hot_put(self.id, head, body.freeze(), self.key.clone(), file_len);
+        }
         // renamed: nothing for Drop to clean up
         self.tmp = PathBuf::new();
         Ok(MissFinishType::Created(file_len as usize))
@@ -596,6 +699,18 @@ impl Storage for DiskStorage {
             }
         };
         entry.touch();
+        if self.hot.is_some() && entry.body_len <= self.hot_max {
+            let mut body = vec![0u8; entry.body_len as usize];
+            if file.read_exact_at(&mut body, entry.body_offset).is_ok() {
+                self.hot_put(
+                    id,
+                    hot_head(&meta),
+                    Bytes::from(body),
+                    entry.key.clone(),
+                    entry.file_len,
+                );
+            }
+        }
         Ok(Some((
             meta,
             Box::new(Hit {
@@ -641,6 +756,8 @@ impl Storage for DiskStorage {
             file: Some(f),
             body_offset,
             written: 0,
+            hot_body: self.hot.as_ref().map(|_| BytesMut::new()),
+            hot_head: self.hot.as_ref().map(|_| hot_head(meta)),
         }))
     }
 
@@ -667,6 +784,9 @@ impl Storage for DiskStorage {
     ) -> Result<bool> {
         // Revalidated (304): rewrite the entry with the new meta, atomically as a fill.
         let id = key.combined_bin();
+        if let Some(h) = &self.hot {
+            h.remove(&id);
+        }
         let Some((entry, mut old)) = self.find(&id) else {
             return Ok(false);
         };

@@ -182,6 +182,8 @@ pub struct ZoneConfig {
     pub max_size: u64,
     /// Largest single entry stored.
     pub max_entry_size: Option<u64>,
+    /// Bytes of the in-memory tier for hot small entries (0: none).
+    pub memory: u64,
 }
 
 /// NGINX `proxy_ignore_headers`.
@@ -288,6 +290,8 @@ pub struct Config {
     pub error_pages: HashMap<u16, String>,
     pub types: HashMap<String, String>,
     pub default_type: String,
+    /// `$host` when the request names no host (NGINX `server_name`).
+    pub server_name: String,
     /// Largest keep-alive pool asked for by any upstream.
     pub keepalive_pool: usize,
 }
@@ -733,6 +737,10 @@ impl Compiler {
             error_pages,
             types,
             default_type,
+            server_name: match &raw.server_name {
+                Some(n) => self.expand("server_name", n)?,
+                None => "localhost".to_string(),
+            },
             keepalive_pool,
         })
     }
@@ -851,6 +859,9 @@ impl Compiler {
             .unwrap_or(u64::MAX / 4);
         let max_entry_size =
             self.size(&format!("{p}.max_entry_size"), z.max_entry_size.as_ref())?;
+        let memory = self
+            .size(&format!("{p}.memory"), z.memory.as_ref())?
+            .unwrap_or(0);
         Ok(ZoneConfig {
             name: name.to_string(),
             path,
@@ -859,6 +870,7 @@ impl Compiler {
             inactive,
             max_size,
             max_entry_size,
+            memory,
         })
     }
 

@@ -41,6 +41,8 @@ pub struct RawConfig {
     #[serde(default, rename = "static")]
     pub static_files: Option<RawStatic>,
     #[serde(default)]
+    pub server_name: Option<String>,
+    #[serde(default)]
     pub root: Option<String>,
     #[serde(default)]
     pub index: Option<Vec<String>>,
@@ -234,6 +236,8 @@ pub struct RawZone {
     pub max_size: Option<Value>,
     #[serde(default)]
     pub max_entry_size: Option<Value>,
+    #[serde(default)]
+    pub memory: Option<Value>,
 }
 
 /// A location's `cache:` (NGINX `proxy_cache*`).

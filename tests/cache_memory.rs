@@ -1,0 +1,186 @@
+//! The zone's memory tier (`caches.NAME.memory`): hot small entries answered before Pingora's
+//! cache machinery. Everything the disk path guarantees must hold when the answer comes from
+//! memory: same bytes and headers, variants, freshness, purge and invalidation.
+
+mod common;
+
+use common::*;
+use std::time::Duration;
+
+fn config(origin: &str, extra_loc: &str) -> String {
+    format!(
+        r#"listen: ["127.0.0.1:{{PORT}}"]
+gzip: {{enabled: on, min_length: 100, types: [text/plain, application/json], vary: on}}
+zstd: {{enabled: on}}
+caches: {{z: {{path: "{{DIR}}/cache", memory: 4m}}}}
+upstreams: {{up: {{address: "{origin}"}}}}
+locations:
+  - prefix: /
+    proxy_pass: http://up
+    add_header: {{X-Proxy-Cache: $upstream_cache_status, X-Loc: one}}
+    cache: {{zone: z, valid: {{"200": 1m}}, purge: {{allow: [127.0.0.1]}}{extra_loc}}}
+"#
+    )
+}
+
+fn xc(r: &Response) -> &str {
+    r.header("x-proxy-cache").unwrap_or("")
+}
+
+fn hits(origin: &Origin, uri: &str) -> usize {
+    origin.recorded().iter().filter(|r| r["uri"] == uri).count()
+}
+
+#[test]
+fn memory_hit_matches_the_fill() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), ""));
+    let h = [
+        ("X-Origin-Header", "X-App: 1"),
+        ("X-Origin-Body-Size", "5000"),
+    ];
+    let first = get_with(p.port, "/a", &h);
+    assert_eq!(xc(&first), "MISS");
+    for _ in 0..3 {
+        let r = get_with(p.port, "/a", &h);
+        assert_eq!(r.status, 200);
+        assert_eq!(xc(&r), "HIT");
+        assert_eq!(r.body, first.body);
+        assert_eq!(r.header("x-app"), Some("1"));
+        assert_eq!(r.header("x-loc"), Some("one"));
+        assert_eq!(r.header("content-length"), Some("5000"));
+    }
+    assert_eq!(hits(&origin, "/a"), 1);
+    // HEAD from the same entry: headers, no body
+    let r = head_with(p.port, "/a", &[]);
+    assert_eq!((r.status, xc(&r), r.body.len()), (200, "HIT", 0));
+    // a conditional request goes through the full cache path and still works
+    let etag_probe = get_with(p.port, "/e", &[("X-Origin-Header", "ETag: \"v1\"")]);
+    assert_eq!(xc(&etag_probe), "MISS");
+    let r = get_with(p.port, "/e", &[("If-None-Match", "\"v1\"")]);
+    assert_eq!((r.status, xc(&r)), (304, "HIT"));
+    // and a range request too
+    let r = get_with(p.port, "/a", &[("Range", "bytes=0-9")]);
+    assert_eq!((r.status, xc(&r)), (206, "HIT"));
+    assert_eq!(r.body, first.body[..10].to_vec());
+    assert_eq!(hits(&origin, "/a"), 1);
+}
+
+#[test]
+fn memory_respects_encoding_variants() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), ""));
+    let body = [("X-Origin-Body-Size", "4000")];
+    let gz = |ae: &'static str| {
+        let mut h = body.to_vec();
+        h.push(("Accept-Encoding", ae));
+        h
+    };
+    let g1 = get_with(p.port, "/v", &gz("gzip"));
+    assert_eq!(
+        (xc(&g1), g1.header("content-encoding")),
+        ("MISS", Some("gzip"))
+    );
+    let g2 = get_with(p.port, "/v", &gz("gzip, deflate"));
+    assert_eq!(
+        (xc(&g2), g2.header("content-encoding")),
+        ("HIT", Some("gzip"))
+    );
+    assert_eq!(g2.body, g1.body);
+    let plain = get_with(p.port, "/v", &body);
+    assert_eq!(
+        plain.header("content-encoding"),
+        None,
+        "identity client got {:?}",
+        plain.headers
+    );
+    assert_eq!(plain.body, pattern_body(4000));
+    let plain2 = get_with(p.port, "/v", &body);
+    assert_eq!(
+        (xc(&plain2), plain2.header("content-encoding")),
+        ("HIT", None)
+    );
+    assert_eq!(plain2.body, pattern_body(4000));
+    let z = get_with(p.port, "/v", &gz("zstd, gzip"));
+    assert_eq!(z.header("content-encoding"), Some("zstd"));
+    let z2 = get_with(p.port, "/v", &gz("zstd"));
+    assert_eq!(
+        (xc(&z2), z2.header("content-encoding")),
+        ("HIT", Some("zstd"))
+    );
+    let g3 = get_with(p.port, "/v", &gz("gzip"));
+    assert_eq!(
+        (xc(&g3), g3.header("content-encoding")),
+        ("HIT", Some("gzip"))
+    );
+    assert_eq!(hits(&origin, "/v"), 3);
+}
+
+#[test]
+fn memory_respects_vary() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), ""));
+    let req = |lang: &'static str| {
+        get_with(
+            p.port,
+            "/lang",
+            &[
+                ("Accept-Language", lang),
+                ("X-Origin-Header", "Vary: Accept-Language"),
+            ],
+        )
+    };
+    let en = req("en");
+    let fr = req("fr");
+    assert_eq!((xc(&en), xc(&fr)), ("MISS", "MISS"));
+    for _ in 0..2 {
+        let en2 = req("en");
+        let fr2 = req("fr");
+        assert_eq!((xc(&en2), xc(&fr2)), ("HIT", "HIT"));
+        assert_eq!(en2.json()["headers"]["accept-language"], "en");
+        assert_eq!(fr2.json()["headers"]["accept-language"], "fr");
+    }
+}
+
+#[test]
+fn memory_copy_expires_and_is_purged() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), ""));
+    // origin freshness of 1 s
+    let h = [("X-Origin-Header", "Cache-Control: max-age=1")];
+    assert_eq!(xc(&get_with(p.port, "/x", &h)), "MISS");
+    assert_eq!(xc(&get_with(p.port, "/x", &h)), "HIT");
+    std::thread::sleep(Duration::from_millis(2100));
+    let r = get_with(p.port, "/x", &h);
+    assert_ne!(xc(&r), "HIT", "a stale memory copy was served as a HIT");
+    assert_eq!(hits(&origin, "/x"), 2);
+    // PURGE drops the memory copy too
+    assert_eq!(get(p.port, "/y").status, 200);
+    assert_eq!(xc(&get(p.port, "/y")), "HIT");
+    assert_eq!(send(p.port, "PURGE", "/y", &[], b"").status, 200);
+    assert_eq!(xc(&get(p.port, "/y")), "MISS");
+    // a POST invalidates it as well
+    assert_eq!(xc(&get(p.port, "/y")), "HIT");
+    assert_eq!(send(p.port, "POST", "/y", &[], b"{}").status, 200);
+    assert_eq!(xc(&get(p.port, "/y")), "MISS");
+    // a bypass skips the memory tier
+    let r = get_with(p.port, "/y", &[("Cache-Control", "no-cache")]);
+    assert_eq!(r.status, 200);
+}
+
+#[test]
+fn restart_warms_memory_from_disk() {
+    let origin = start_origin();
+    let dir = tempfile::tempdir().expect("tmp");
+    let cfg = config(&origin.addr(), "").replace("{DIR}", &dir.path().display().to_string());
+    let mut p = start_proxy(&cfg);
+    assert_eq!(xc(&get(p.port, "/w")), "MISS");
+    p.kill();
+    let p2 = start_proxy(&cfg);
+    let r = get(p2.port, "/w");
+    assert_eq!((r.status, xc(&r)), (200, "HIT"));
+    let r = get(p2.port, "/w");
+    assert_eq!((r.status, xc(&r)), (200, "HIT"));
+    assert_eq!(r.json()["uri"], "/w");
+    assert_eq!(hits(&origin, "/w"), 1);
+}
