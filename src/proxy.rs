@@ -835,6 +835,11 @@ impl ProxyHttp for App {
             lock,
             Some(overrides),
         );
+        if rules.min_uses > 1 {
+            session
+                .cache
+                .set_admission_policy(zone.min_uses(rules.min_uses));
+        }
         if let Some(max) = state.cfg.zones[rules.zone].max_entry_size {
             session
                 .cache

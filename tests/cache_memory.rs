@@ -184,3 +184,17 @@ fn restart_warms_memory_from_disk() {
     assert_eq!(r.json()["uri"], "/w");
     assert_eq!(hits(&origin, "/w"), 1);
 }
+
+/// NGINX `proxy_cache_min_uses 3`: the response is stored on the third request.
+#[test]
+fn min_uses_defers_storing() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), ", min_uses: 3"));
+    for i in 1..=3 {
+        let r = get(p.port, "/popular");
+        assert_eq!((r.status, xc(&r)), (200, "MISS"), "request {i}");
+    }
+    let r = get(p.port, "/popular");
+    assert_eq!(xc(&r), "HIT");
+    assert_eq!(hits(&origin, "/popular"), 3);
+}

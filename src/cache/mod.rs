@@ -8,8 +8,11 @@ pub mod storage;
 
 use crate::config::ZoneConfig;
 use once_cell::sync::Lazy;
+use pingora_cache::admission::{AdmissionPolicy, Decision};
 use pingora_cache::eviction::lru;
+use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_cache::CacheKey;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -24,6 +27,31 @@ pub struct Zone {
     pub storage: &'static DiskStorage,
     pub eviction: &'static lru::Manager<1>,
     locks: Mutex<HashMap<u128, &'static CacheKeyLockImpl>>,
+    admissions: Mutex<HashMap<u32, &'static MinUses>>,
+}
+
+/// NGINX `proxy_cache_min_uses`: a response is stored once its key was requested `n` times.
+pub struct MinUses {
+    n: u32,
+    seen: quick_cache::sync::Cache<HashBinary, u32>,
+}
+
+impl AdmissionPolicy for MinUses {
+    fn observe(&self, key: &CacheKey) -> Decision {
+        let id = key.primary_bin();
+        let observed = self
+            .seen
+            .get(&id)
+            .unwrap_or(0)
+            .saturating_add(1)
+            .min(self.n);
+        self.seen.insert(id, observed);
+        if observed >= self.n {
+            Decision::Ready { observed }
+        } else {
+            Decision::Defer { observed }
+        }
+    }
 }
 
 static ZONES: Lazy<Mutex<HashMap<PathBuf, &'static Zone>>> =
@@ -58,6 +86,7 @@ impl Zone {
             storage,
             eviction,
             locks: Mutex::new(HashMap::new()),
+            admissions: Mutex::new(HashMap::new()),
         }));
         zones.insert(cfg.path.clone(), zone);
         let inactive = cfg.inactive;
@@ -85,6 +114,20 @@ impl Zone {
                 }
             })?;
         Ok(zone)
+    }
+
+    /// The admission policy storing a key after `n` requests (shared by locations asking `n`).
+    pub fn min_uses(&self, n: u32) -> &'static MinUses {
+        let mut m = match self.admissions.lock() {
+            Ok(l) => l,
+            Err(p) => p.into_inner(),
+        };
+        *m.entry(n).or_insert_with(|| {
+            Box::leak(Box::new(MinUses {
+                n,
+                seen: quick_cache::sync::Cache::new(100_000),
+            }))
+        })
     }
 
     /// The collapsing lock whose fills may hold a key for at most `age`.

@@ -224,6 +224,8 @@ pub struct CacheRules {
     pub no_cache: Vec<Template>,
     /// HEAD is answered from the GET entry when listed (GET always is).
     pub head: bool,
+    /// Store a response only once its key was requested this many times (1: always).
+    pub min_uses: u32,
     /// Request collapsing: (how long a waiter waits, how long a fill may hold the lock).
     pub lock: Option<(Duration, Duration)>,
     pub use_stale: UseStale,
@@ -1004,6 +1006,13 @@ impl Compiler {
             bypass: templates("bypass", &c.bypass)?,
             no_cache: templates("no_cache", &c.no_cache)?,
             head,
+            min_uses: match c.min_uses {
+                Some(0) => {
+                    return Err(self.err(&format!("{p}.min_uses"), "must be at least 1"));
+                }
+                Some(n) => n,
+                None => 1,
+            },
             lock,
             use_stale,
             background_update: self.flag(

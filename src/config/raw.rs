@@ -256,6 +256,8 @@ pub struct RawCache {
     #[serde(default)]
     pub methods: Option<Vec<String>>,
     #[serde(default)]
+    pub min_uses: Option<u32>,
+    #[serde(default)]
     pub lock: Option<RawLock>,
     #[serde(default)]
     pub use_stale: Vec<String>,
