@@ -122,7 +122,7 @@ impl Zone {
             Ok(l) => l,
             Err(p) => p.into_inner(),
         };
-        *m.entry(n).or_insert_with(|| {
+        m.entry(n).or_insert_with(|| {
             Box::leak(Box::new(MinUses {
                 n,
                 seen: quick_cache::sync::Cache::new(100_000),
