@@ -352,6 +352,11 @@ fn variance_for(ctx: &Ctx, stored: &ResponseHeader, req: &RequestHeader) -> Opti
     policy::variance(ctx.cache_rules()?, stored, req, encoding)
 }
 
+/// GET always, HEAD when the rules list it (answered from the GET entry).
+fn cacheable_method(rules: &CacheRules, method: &http::Method) -> bool {
+    *method == http::Method::GET || (*method == http::Method::HEAD && rules.head)
+}
+
 /// Request headers that need Pingora's cache machinery (conditional and range requests).
 const NOT_HOT: [header::HeaderName; 6] = [
     header::RANGE,
@@ -455,7 +460,7 @@ impl App {
         let zone = state.zones[rules.zone];
         let req = session.req_header();
         let head = req.method == http::Method::HEAD;
-        if !(req.method == http::Method::GET || (head && rules.head))
+        if !cacheable_method(rules, &req.method)
             || NOT_HOT.iter().any(|h| req.headers.contains_key(h))
         {
             return Ok(false);
@@ -820,8 +825,7 @@ impl ProxyHttp for App {
         else {
             return Ok(());
         };
-        let method = &session.req_header().method;
-        if !(*method == http::Method::GET || (*method == http::Method::HEAD && rules.head)) {
+        if !cacheable_method(rules, &session.req_header().method) {
             return Ok(());
         }
         let zone = state.zones[rules.zone];

@@ -395,12 +395,17 @@ impl DiskStorage {
 
     /// Remove every entry whose key carries `tag` (the location that stored it).
     pub fn remove_tag(&self, tag: &str) -> usize {
+        self.remove_where(|e| &*e.key.user_tag == tag)
+    }
+
+    /// Remove every indexed entry `pred` selects. Returns how many.
+    fn remove_where(&self, pred: impl Fn(&Entry) -> bool) -> usize {
         let ids: Vec<HashBinary> = self
             .index
             .read()
             .map(|i| {
                 i.iter()
-                    .filter(|(_, e)| &*e.key.user_tag == tag)
+                    .filter(|(_, e)| pred(e))
                     .map(|(id, _)| *id)
                     .collect()
             })
@@ -504,20 +509,7 @@ impl DiskStorage {
     /// Remove entries not read for `inactive`. Returns how many.
     pub fn sweep_inactive(&self, inactive: std::time::Duration) -> usize {
         let cutoff = now_secs().saturating_sub(inactive.as_secs());
-        let stale: Vec<HashBinary> = self
-            .index
-            .read()
-            .map(|i| {
-                i.iter()
-                    .filter(|(_, e)| e.last_access.load(Ordering::Relaxed) < cutoff)
-                    .map(|(id, _)| *id)
-                    .collect()
-            })
-            .unwrap_or_default();
-        for id in &stale {
-            self.remove(id, false);
-        }
-        stale.len()
+        self.remove_where(|e| e.last_access.load(Ordering::Relaxed) < cutoff)
     }
 
     fn tmp_path(&self, id: &HashBinary) -> PathBuf {
