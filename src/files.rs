@@ -66,6 +66,26 @@ fn contained(file: &Path, root: &Path) -> bool {
     }
 }
 
+/// `file` + `suffix` (`.gz`, `.br`, `.zst`) when it exists, is a regular file and, under
+/// `symlinks: within_root`, stays inside the root (NGINX `gzip_static`).
+pub fn precompressed_sibling(
+    file: &Path,
+    suffix: &str,
+    symlinks: (SymlinkPolicy, Option<PathBuf>),
+) -> Option<PathBuf> {
+    let mut p = file.as_os_str().to_owned();
+    p.push(suffix);
+    let p = PathBuf::from(p);
+    if !std::fs::metadata(&p).ok()?.is_file() {
+        return None;
+    }
+    match symlinks {
+        (SymlinkPolicy::Follow, _) => Some(p),
+        (SymlinkPolicy::WithinRoot, Some(root)) if contained(&p, &root) => Some(p),
+        _ => None,
+    }
+}
+
 fn io_status(e: &std::io::Error) -> u16 {
     match e.kind() {
         ErrorKind::NotFound => 404,

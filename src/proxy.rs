@@ -423,7 +423,7 @@ impl App {
                 len,
             } => {
                 if let Some(c) = location.compress.as_deref() {
-                    if let Some(body) = self.compressed_static(ctx, c, &path, &mut header)? {
+                    if let Some(body) = self.compressed_static(ctx, c, st, &path, &mut header)? {
                         self.apply_headers(session, ctx, location, &mut header);
                         let head = session.req_header().method == http::Method::HEAD;
                         session.write_response_header(header, head).await?;
@@ -533,9 +533,14 @@ impl App {
         &self,
         ctx: &Ctx,
         c: &crate::config::CompressConfig,
+        st: &crate::config::StaticConfig,
         path: &std::path::Path,
         header: &mut ResponseHeader,
     ) -> Result<Option<Bytes>> {
+        let symlinks = (
+            st.symlinks,
+            files::map_path(st, &ctx.path).map(|(_, root)| root),
+        );
         let full_len = header
             .headers
             .get(header::CONTENT_RANGE)
@@ -557,10 +562,12 @@ impl App {
             }
             return Ok(None);
         };
-        let mut sibling = path.as_os_str().to_owned();
-        sibling.push(enc.suffix());
-        let body = match std::fs::read(&sibling) {
-            Ok(b) if c.precompressed => Bytes::from(b),
+        let sibling = c
+            .precompressed
+            .then(|| files::precompressed_sibling(path, enc.suffix(), symlinks))
+            .flatten();
+        let body = match sibling.map(std::fs::read) {
+            Some(Ok(b)) => Bytes::from(b),
             _ => {
                 let (Some(level), Some(tag)) = (
                     c.level(enc),

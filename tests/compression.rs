@@ -1514,3 +1514,25 @@ fn gzip_off_in_a_static_location() {
         "server-level gzip in the other static location",
     );
 }
+
+/// A precompressed sibling that is a symlink leaving the root is not served (as any file under
+/// `symlinks: within_root`); the file is compressed on the fly instead.
+#[test]
+fn precompressed_sibling_symlink_outside_root_is_ignored() {
+    let js = script_js();
+    let secret = gzip_bytes(b"SECRET outside the root\n");
+    let proxy = start_proxy_with(
+        &static_config("static: {precompressed: on}\n"),
+        &[("www/script.js", &js), ("outside/secret.gz", &secret)],
+    );
+    std::os::unix::fs::symlink(
+        proxy.path("outside/secret.gz"),
+        proxy.path("www/script.js.gz"),
+    )
+    .expect("symlink");
+    let r = get_with(proxy.port, "/script.js", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-encoding"), Some("gzip"));
+    assert_ne!(r.body, secret, "the sibling outside the root was served");
+    assert_same_bytes(&gunzip(&r.body), &js, "compressed on the fly from the file");
+}
