@@ -1,8 +1,8 @@
 //! The admin listener, apart from traffic: `/healthz` (alive), `/readyz` (serving; 503 while
 //! draining after SIGTERM, so Kubernetes stops routing first), `/metrics` (Prometheus text).
 
+use crate::context::State;
 use crate::metrics::METRICS;
-use crate::proxy::State;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use http::Response;

@@ -3,6 +3,7 @@
 //! NGINX's built-in HTML page.
 
 use crate::config::{Config, Handler};
+use crate::context::{apply_headers, Ctx};
 use crate::files;
 use bytes::Bytes;
 use http::header;
@@ -77,4 +78,22 @@ pub async fn send(session: &mut Session, h: Box<ResponseHeader>, body: Bytes) ->
     session.write_response_header(h, false).await?;
     session.write_response_body(Some(body), true).await?;
     Ok(())
+}
+
+/// Answer with an error status: the error page (or built-in page), plus the matched
+/// location's header rules (only its `always` ones apply to error statuses).
+pub async fn send_error(
+    session: &mut Session,
+    ctx: &Ctx,
+    status: u16,
+    extra: Option<(http::HeaderName, String)>,
+) -> Result<()> {
+    let (mut h, body) = build(&ctx.state.cfg, status).await?;
+    if let Some((name, value)) = extra {
+        h.insert_header(name, value)?;
+    }
+    if let Some(location) = ctx.location() {
+        apply_headers(session, ctx, location, &mut h);
+    }
+    send(session, h, body).await
 }

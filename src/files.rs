@@ -1,8 +1,11 @@
 //! Static files: `root`/`alias` mapping, `index`, symlink containment, content types,
 //! `Last-Modified`/`ETag`, conditional requests (304/412), single byte ranges (206/416, `If-Range`),
-//! HEAD, and chunked streaming from disk.
+//! HEAD, chunked streaming from disk, and the compressed variant of a file (a precompressed
+//! sibling or the file compressed once and kept in memory).
 
-use crate::config::{Config, DocRoot, ImsMode, StaticConfig, SymlinkPolicy};
+use crate::compress;
+use crate::config::{Config, DocRoot, Handler, ImsMode, StaticConfig, SymlinkPolicy};
+use crate::context::{apply_headers, Ctx};
 use bytes::{Bytes, BytesMut};
 use http::header;
 use http::Method;
@@ -407,6 +410,138 @@ pub async fn send_body(session: &mut Session, path: &Path, offset: u64, len: u64
         session.write_response_body(Some(chunk), pos == end).await?;
     }
     Ok(())
+}
+
+/// Answer a request routed to a static location.
+pub async fn serve(session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<()> {
+    let state = ctx.state.clone();
+    let cfg = &state.cfg;
+    let location = &cfg.locations[loc];
+    let Handler::Static(st) = &location.handler else {
+        return Ok(());
+    };
+    match plan(cfg, st, session.req_header(), &ctx.path) {
+        Plan::Error(status) => crate::error_page::send_error(session, ctx, status, None).await,
+        Plan::Unsatisfiable(size) => {
+            let range = format!("bytes */{size}");
+            crate::error_page::send_error(session, ctx, 416, Some((header::CONTENT_RANGE, range)))
+                .await
+        }
+        Plan::Head(mut h) => {
+            apply_headers(session, ctx, location, &mut h);
+            session.write_response_header(h, true).await
+        }
+        Plan::Body {
+            path,
+            mut header,
+            offset,
+            len,
+        } => {
+            if let Some(c) = location.compress.as_deref() {
+                if let Some(body) = compressed_variant(ctx, c, st, &path, &mut header)? {
+                    apply_headers(session, ctx, location, &mut header);
+                    let head = session.req_header().method == http::Method::HEAD;
+                    session.write_response_header(header, head).await?;
+                    if !head {
+                        session.write_response_body(Some(body), true).await?;
+                    }
+                    return Ok(());
+                }
+            }
+            apply_headers(session, ctx, location, &mut header);
+            let head = session.req_header().method == http::Method::HEAD;
+            session
+                .write_response_header(header, head || len == 0)
+                .await?;
+            if head || len == 0 {
+                return Ok(());
+            }
+            send_body(session, &path, offset, len).await
+        }
+    }
+}
+
+/// The compressed body for a static file when this request gets one: a precompressed
+/// sibling (`static.precompressed`) or the file compressed once and kept in memory. Rewrites
+/// `header` to match (a range request gets the whole compressed body, as NGINX).
+fn compressed_variant(
+    ctx: &Ctx,
+    c: &crate::config::CompressConfig,
+    st: &crate::config::StaticConfig,
+    path: &std::path::Path,
+    header: &mut ResponseHeader,
+) -> Result<Option<Bytes>> {
+    let symlinks = (st.symlinks, map_path(st, &ctx.path).map(|(_, root)| root));
+    let full_len = header
+        .headers
+        .get(header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit('/').next())
+        .and_then(|v| v.parse::<u64>().ok());
+    // judge the representation, not the requested range
+    let mut probe = header.clone();
+    if let Some(len) = full_len {
+        probe.set_status(200)?;
+        probe.insert_header(header::CONTENT_LENGTH, len)?;
+    }
+    if !compress::compressible(c, &probe) {
+        return Ok(None);
+    }
+    let Some(enc) = ctx.encoding else {
+        if c.vary {
+            compress::add_vary(header);
+        }
+        return Ok(None);
+    };
+    let sibling = c
+        .precompressed
+        .then(|| precompressed_sibling(path, enc.suffix(), symlinks))
+        .flatten();
+    let body = match sibling.map(std::fs::read) {
+        Some(Ok(b)) => Bytes::from(b),
+        _ => {
+            let (Some(level), Some(tag)) = (
+                c.level(enc),
+                header
+                    .headers
+                    .get(header::ETAG)
+                    .and_then(|v| v.to_str().ok()),
+            ) else {
+                return Ok(None);
+            };
+            let size = full_len.or_else(|| {
+                header
+                    .headers
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+            });
+            if size.unwrap_or(u64::MAX) > compress::MAX_STATIC_COMPRESS {
+                return Ok(None);
+            }
+            let tag = tag.to_string();
+            match compress::StaticCache::global().get_or_compress(
+                path,
+                &tag,
+                enc,
+                level,
+                c.memory_cache,
+            ) {
+                Ok(b) => b,
+                Err(e) => {
+                    log::warn!("cannot compress {}: {e}", path.display());
+                    return Ok(None);
+                }
+            }
+        }
+    };
+    if full_len.is_some() {
+        header.set_status(200)?;
+        header.remove_header(&header::CONTENT_RANGE);
+    }
+    compress::compressed_headers(header, enc, c.vary);
+    header.insert_header(header::CONTENT_LENGTH, body.len())?;
+    Ok(Some(body))
 }
 
 #[cfg(test)]

@@ -6,6 +6,7 @@ pub mod admin;
 pub mod cache;
 pub mod compress;
 pub mod config;
+pub mod context;
 pub mod error_page;
 pub mod files;
 pub mod headers;

@@ -3,7 +3,7 @@
 //! `$upstream_cache_status`, cache size, evictions, compression bytes, in-flight requests, config
 //! reloads. Names follow Prometheus conventions (`outrigger_*_total`, `_seconds`, `_bytes`).
 
-use crate::proxy::State;
+use crate::context::State;
 use once_cell::sync::Lazy;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,

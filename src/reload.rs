@@ -5,8 +5,8 @@
 //! and the running config keeps serving.
 
 use crate::config::Config;
+use crate::context::State;
 use crate::metrics::METRICS;
-use crate::proxy::State;
 use arc_swap::ArcSwap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};

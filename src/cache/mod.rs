@@ -4,6 +4,7 @@
 //! `&'static` storage) and are shared by path across config reloads.
 
 pub mod policy;
+pub mod serve;
 pub mod storage;
 
 use crate::config::ZoneConfig;

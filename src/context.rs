@@ -1,0 +1,322 @@
+//! Per-request context: the snapshot a request reads (`State`), what it carries between
+//! Pingora's phases (`Ctx`), and its NGINX variables (`RequestVars`).
+
+use crate::access_log::AccessLog;
+use crate::cache::Zone;
+use crate::compress::{Encoder, Encoding};
+use crate::config::{CacheRules, Config, Location};
+use crate::server::InflightGuard;
+use crate::vars::{self, Var, VarSource};
+use bytes::Bytes;
+use http::header;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::Session;
+use std::fmt::Write;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// What request handling reads: the compiled config and the open access log, swapped as one.
+pub struct State {
+    pub cfg: Arc<Config>,
+    pub access_log: Option<AccessLog>,
+    /// The open cache zones, indexed like `cfg.zones`.
+    pub zones: Vec<&'static Zone>,
+}
+
+/// Per-request state.
+pub struct Ctx {
+    pub state: Arc<State>,
+    pub start: Instant,
+    /// The normalised, decoded URI path (`$uri`).
+    pub path: String,
+    pub location: Option<usize>,
+    pub upstream: Option<usize>,
+    pub upstream_start: Option<Instant>,
+    pub upstream_time: Option<Duration>,
+    pub upstream_status: Option<u16>,
+    /// `$upstream_cache_status`; empty while the location has no cache.
+    pub cache_status: &'static str,
+    /// The cache is in play for this request (cacheable method on a location with `cache:`).
+    pub cache_on: bool,
+    /// `cache.bypass` matched: lookup skipped, the response is still stored.
+    pub cache_bypass: bool,
+    /// An error page replacing an upstream error body (`intercept_errors`).
+    pub intercept: Option<Bytes>,
+    /// The encoding negotiated for this request, if the location compresses.
+    pub encoding: Option<Encoding>,
+    /// Compresses the upstream body (before it is cached, so hits never recompress).
+    pub encoder: Option<Encoder>,
+    _inflight: InflightGuard,
+}
+
+impl Ctx {
+    /// A new request's context on the current snapshot; counts the request as in flight.
+    pub fn new(state: Arc<State>) -> Ctx {
+        Ctx {
+            state,
+            start: Instant::now(),
+            path: String::new(),
+            location: None,
+            upstream: None,
+            upstream_start: None,
+            upstream_time: None,
+            upstream_status: None,
+            cache_status: "",
+            cache_on: false,
+            cache_bypass: false,
+            intercept: None,
+            encoding: None,
+            encoder: None,
+            _inflight: InflightGuard::new(),
+        }
+    }
+
+    pub fn cfg(&self) -> &Config {
+        &self.state.cfg
+    }
+
+    pub fn location(&self) -> Option<&Location> {
+        self.location.map(|i| &self.state.cfg.locations[i])
+    }
+
+    pub fn cache_rules(&self) -> Option<&CacheRules> {
+        self.location().and_then(|l| l.cache.as_ref())
+    }
+}
+
+/// A request's variables with a different request URI (to compute the cache key of the URI a
+/// `Location` header names).
+pub struct WithUri<'a> {
+    pub inner: &'a RequestVars<'a>,
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+}
+
+impl VarSource for WithUri<'_> {
+    fn write_var(&self, var: &Var, out: &mut String) {
+        match var {
+            Var::RequestUri => {
+                out.push_str(self.path);
+                if let Some(q) = self.query {
+                    out.push('?');
+                    out.push_str(q);
+                }
+            }
+            Var::Uri => out.push_str(self.path),
+            Var::Args => out.push_str(self.query.unwrap_or("")),
+            other => self.inner.write_var(other, out),
+        }
+    }
+}
+
+/// Variables of one request, for templates and the access log.
+pub struct RequestVars<'a> {
+    pub session: &'a Session,
+    pub ctx: &'a Ctx,
+    pub resp: Option<&'a ResponseHeader>,
+}
+
+fn secs(out: &mut String, d: Duration) {
+    let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
+}
+
+/// `$host`: the request line's host, else the Host header, lowercase and without the port, else
+/// the configured `server_name` (as NGINX: an HTTP/1.0 request may come without Host).
+pub fn host(req: &RequestHeader, server_name: &str) -> String {
+    let raw = req
+        .uri
+        .host()
+        .map(str::to_string)
+        .or_else(|| {
+            req.headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        })
+        .unwrap_or_default();
+    let h = if raw.starts_with('[') {
+        raw.split_inclusive(']').next().unwrap_or("").to_string()
+    } else {
+        raw.split(':').next().unwrap_or("").to_string()
+    };
+    if h.is_empty() {
+        return server_name.to_string();
+    }
+    h.to_ascii_lowercase()
+}
+
+impl VarSource for RequestVars<'_> {
+    fn write_var(&self, var: &Var, out: &mut String) {
+        let req = self.session.req_header();
+        let ctx = self.ctx;
+        match var {
+            Var::TimeLocal => vars::write_time_local(out, chrono::Local::now()),
+            Var::TimeIso8601 => {
+                let _ = write!(
+                    out,
+                    "{}",
+                    chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%:z")
+                );
+            }
+            Var::Msec => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap_or_default();
+                let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
+            }
+            Var::Status => {
+                let s = self
+                    .resp
+                    .or_else(|| self.session.response_written())
+                    .map(|r| r.status.as_u16())
+                    .unwrap_or(0);
+                let _ = write!(out, "{s:03}");
+            }
+            Var::RemoteAddr => {
+                if let Some(a) = self.session.client_addr().and_then(|a| a.as_inet()) {
+                    let _ = write!(out, "{}", a.ip());
+                }
+            }
+            Var::RemotePort => {
+                if let Some(a) = self.session.client_addr().and_then(|a| a.as_inet()) {
+                    let _ = write!(out, "{}", a.port());
+                }
+            }
+            Var::RemoteUser => {
+                if let Some(u) = remote_user(req) {
+                    out.push_str(&u);
+                }
+            }
+            Var::Request => {
+                let _ = write!(
+                    out,
+                    "{} {} {:?}",
+                    req.method,
+                    req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+                    req.version
+                );
+            }
+            Var::RequestMethod => out.push_str(req.method.as_str()),
+            Var::RequestUri => {
+                out.push_str(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))
+            }
+            Var::Uri => out.push_str(&ctx.path),
+            Var::Args => out.push_str(req.uri.query().unwrap_or("")),
+            Var::IsArgs => {
+                if req.uri.query().is_some() {
+                    out.push('?')
+                }
+            }
+            Var::Host => out.push_str(&host(req, &ctx.cfg().server_name)),
+            Var::Scheme => out.push_str("http"),
+            Var::ServerProtocol => {
+                let _ = write!(out, "{:?}", req.version);
+            }
+            Var::ServerPort => {
+                if let Some(a) = self.session.server_addr().and_then(|a| a.as_inet()) {
+                    let _ = write!(out, "{}", a.port());
+                }
+            }
+            Var::RequestTime => secs(out, ctx.start.elapsed()),
+            Var::RequestLength => {}
+            Var::UpstreamResponseTime => {
+                if let Some(d) = ctx.upstream_time {
+                    secs(out, d)
+                }
+            }
+            Var::UpstreamAddr => {
+                if let Some(u) = ctx.upstream {
+                    let _ = write!(out, "{}", ctx.cfg().upstreams[u].addr);
+                }
+            }
+            Var::UpstreamStatus => {
+                if let Some(s) = ctx.upstream_status {
+                    let _ = write!(out, "{s}");
+                }
+            }
+            Var::BodyBytesSent => {
+                let _ = write!(out, "{}", self.session.body_bytes_sent());
+            }
+            Var::UpstreamCacheStatus => out.push_str(ctx.cache_status),
+            Var::ProxyHost => {
+                if let Some(u) = ctx.upstream {
+                    out.push_str(&ctx.cfg().upstreams[u].proxy_host);
+                }
+            }
+            Var::ProxyAddXForwardedFor => {
+                let prev = req
+                    .headers
+                    .get_all("x-forwarded-for")
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                if !prev.is_empty() {
+                    out.push_str(&prev);
+                    out.push_str(", ");
+                }
+                self.write_var(&Var::RemoteAddr, out);
+            }
+            Var::Http(name) => {
+                let vals: Vec<&str> = req
+                    .headers
+                    .get_all(name.as_str())
+                    .iter()
+                    .filter_map(|v| v.to_str().ok())
+                    .collect();
+                out.push_str(&vals.join(", "));
+            }
+            Var::SentHttp(name) => {
+                if let Some(v) = self
+                    .resp
+                    .or_else(|| self.session.response_written())
+                    .and_then(|r| r.headers.get(name.as_str()))
+                    .and_then(|v| v.to_str().ok())
+                {
+                    out.push_str(v);
+                }
+            }
+            Var::Arg(name) => {
+                if let Some(q) = req.uri.query() {
+                    for pair in q.split('&') {
+                        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                        if k == name {
+                            out.push_str(v);
+                            break;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The user name of Basic authentication, as NGINX's `$remote_user`.
+fn remote_user(req: &RequestHeader) -> Option<String> {
+    use base64::Engine;
+    let v = req.headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, cred) = v.trim().split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(cred.trim())
+        .ok()?;
+    let s = String::from_utf8(decoded).ok()?;
+    Some(s.split(':').next().unwrap_or("").to_string())
+}
+
+/// Apply the location's header rules (expires, set/add/hide header) to `resp`.
+pub fn apply_headers(session: &Session, ctx: &Ctx, location: &Location, resp: &mut ResponseHeader) {
+    if location.headers.is_empty() {
+        return;
+    }
+    // The rules read variables of the response being built; render against a snapshot.
+    let snapshot = resp.clone();
+    let vars = RequestVars {
+        session,
+        ctx,
+        resp: Some(&snapshot),
+    };
+    location.headers.apply(resp, &ctx.path, &vars);
+}
