@@ -205,10 +205,27 @@ type HotHead = (pingora_http::ResponseHeader, SystemTime, Option<HashBinary>);
 
 fn hot_head(meta: &CacheMeta) -> HotHead {
     (
-        meta.response_header().clone(),
+        own_header(meta.response_header()),
         meta.fresh_until(),
         meta.variance(),
     )
+}
+
+/// A copy of `h` that owns its bytes. A plain clone shares header values with the buffer the
+/// upstream response was read into, so keeping it would pin that whole buffer (several KiB) per
+/// entry of the memory tier.
+fn own_header(h: &pingora_http::ResponseHeader) -> pingora_http::ResponseHeader {
+    let mut out = match pingora_http::ResponseHeader::build(h.status, Some(h.headers.len())) {
+        Ok(o) => o,
+        Err(_) => return h.clone(),
+    };
+    out.set_version(h.version);
+    for (name, value) in h.headers.iter() {
+        if let Ok(v) = http::HeaderValue::from_bytes(value.as_bytes()) {
+            let _ = out.append_header(name.clone(), v);
+        }
+    }
+    out
 }
 
 /// A zone's disk store.
