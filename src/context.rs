@@ -311,12 +311,13 @@ pub fn apply_headers(session: &Session, ctx: &Ctx, location: &Location, resp: &m
     if location.headers.is_empty() {
         return;
     }
-    // The rules read variables of the response being built; render against a snapshot.
-    let snapshot = resp.clone();
+    // Rules that read the response being built render against a copy of it; the others need
+    // no copy (a header clone per request on the hot path).
+    let snapshot = location.headers.reads_response().then(|| resp.clone());
     let vars = RequestVars {
         session,
         ctx,
-        resp: Some(&snapshot),
+        resp: snapshot.as_ref(),
     };
     location.headers.apply(resp, &ctx.path, &vars);
 }

@@ -55,6 +55,14 @@ impl HeaderRules {
             .or(self.expires)
     }
 
+    /// Whether any value reads the response being built (then it is rendered from a copy).
+    pub fn reads_response(&self) -> bool {
+        self.add
+            .iter()
+            .chain(&self.set)
+            .any(|h| h.value.reads_response())
+    }
+
     pub fn is_empty(&self) -> bool {
         self.expires.is_none()
             && self.expires_if.is_empty()

@@ -150,6 +150,13 @@ impl Template {
         }
     }
 
+    /// Whether the template reads the response (`$status`, `$sent_http_*`).
+    pub fn reads_response(&self) -> bool {
+        self.parts
+            .iter()
+            .any(|p| matches!(p, Part::Var(Var::Status | Var::SentHttp(_))))
+    }
+
     /// Whether the template references `var`.
     pub fn uses(&self, var: &Var) -> bool {
         self.parts

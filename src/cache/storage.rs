@@ -659,10 +659,15 @@ impl HandleMiss for Miss {
             .map_err(|e| io_err("cache finish", e))?;
         drop(f);
         let dest = self.storage.path_of(&self.id);
-        if let Some(parent) = dest.parent() {
+        // The level directories usually exist: create them only when the rename says not.
+        if let Err(e) = std::fs::rename(&self.tmp, &dest) {
+            let parent = dest.parent().filter(|_| e.kind() == ErrorKind::NotFound);
+            let Some(parent) = parent else {
+                return Err(io_err("cache rename", e));
+            };
             std::fs::create_dir_all(parent).map_err(|e| io_err("cache mkdir", e))?;
+            std::fs::rename(&self.tmp, &dest).map_err(|e| io_err("cache rename", e))?;
         }
-        std::fs::rename(&self.tmp, &dest).map_err(|e| io_err("cache rename", e))?;
         let file_len = self.body_offset + self.written;
         self.storage.insert(
             self.id,
