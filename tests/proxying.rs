@@ -1260,3 +1260,16 @@ fn http10_without_host_gets_server_name_as_host() {
     let r = request(proxy.port, b"GET /h10 HTTP/1.0\r\n\r\n");
     assert_eq!(r.json()["headers"]["host"], origin.addr().as_str());
 }
+
+/// Header rules may read the response being built (`$status`, `$sent_http_*`).
+#[test]
+fn add_header_reads_the_response() {
+    let origin = start_origin();
+    let proxy = start_proxy(&format!(
+        "listen: [\"127.0.0.1:{{PORT}}\"]\nupstreams: {{up: {{address: \"{}\"}}}}\nlocations:\n  - prefix: /\n    proxy_pass: http://up\n    add_header: {{X-S: $status, X-T: $sent_http_content_type}}\n",
+        origin.addr()
+    ));
+    let r = get(proxy.port, "/s");
+    assert_eq!(r.header("x-s"), Some("200"));
+    assert_eq!(r.header("x-t"), Some("application/json"));
+}
