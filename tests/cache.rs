@@ -489,6 +489,55 @@ fn bypass_skips_lookup_but_stores() {
     assert_eq!(hits(&origin, "/t3/ns"), 2);
 }
 
+/// Bypassed responses replace the stored entry again and again (the exchange-and-unlink
+/// path), for a body written in one piece and one over the 64 KiB write buffer: one entry
+/// file per key, nothing left in `tmp/`, and the file (read after a restart, so not from
+/// memory) holds the newest response.
+#[test]
+fn repeated_bypass_replaces_entry_on_disk() {
+    let origin = start_origin();
+    let cache_dir = tempfile::tempdir().unwrap();
+    let mut setup = Setup::new(
+        origin.port,
+        vec![loc(
+            "/",
+            r#"valid: {"200": 1m}, bypass: [$http_cache_control]"#,
+        )],
+    );
+    setup.cache_path = cache_dir.path().to_str().unwrap().to_string();
+    let mut p1 = setup.start();
+    for (path, size) in [("/t3r/small", "2048"), ("/t3r/large", "200000")] {
+        for i in 0..5 {
+            let seq = format!("X-Seq: {i}");
+            let mut h = vec![("X-Origin-Body-Size", size), ("X-Origin-Header", &seq)];
+            if i > 0 {
+                h.push(("Cache-Control", "no-cache"));
+            }
+            let r = get_with(p1.port, path, &h);
+            expect(&r, 200, if i == 0 { "MISS" } else { "BYPASS" }, path);
+        }
+    }
+    let files = entry_files(cache_dir.path());
+    assert_eq!(files.len(), 2, "one entry file per key: {files:?}");
+    let tmp: Vec<_> = std::fs::read_dir(cache_dir.path().join("tmp"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(tmp.is_empty(), "temp files left behind: {tmp:?}");
+    p1.kill();
+
+    let p2 = setup.start();
+    for (path, size) in [("/t3r/small", 2048), ("/t3r/large", 200000)] {
+        let r = get(p2.port, path);
+        expect(&r, 200, "HIT", &format!("{path} after restart"));
+        assert_eq!(r.header("x-seq"), Some("4"), "{path}: the newest response");
+        assert_same_bytes(&r.body, &pattern_body(size), path);
+    }
+    assert_eq!(hits(&origin, "/t3r/small"), 5);
+    assert_eq!(hits(&origin, "/t3r/large"), 5);
+}
+
 // ---------------------------------------------------------------------------
 // 4. responses the origin forbids caching
 // ---------------------------------------------------------------------------
