@@ -44,6 +44,10 @@ pub fn reload(path: &Path, state: &ArcSwap<State>) -> bool {
                 || old.error_log.target != cfg.error_log.target,
         ),
         ("grace_period", old.grace_period != cfg.grace_period),
+        (
+            "client_write_buffer",
+            old.client_write_buffer != cfg.client_write_buffer,
+        ),
         ("shutdown_delay", old.shutdown_delay != cfg.shutdown_delay),
     ];
     for (key, changed) in restart_only {

@@ -10,6 +10,7 @@ use crate::context::State;
 use crate::proxy::App;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
+use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use std::io::Write;
@@ -186,7 +187,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
     };
     let mut svc = pingora_proxy::http_proxy_service(&server.configuration, app);
     for addr in &cfg.listen {
-        svc.add_tcp(&addr.to_string());
+        svc.add_listener(
+            ListenerConfig::tcp(addr.to_string())
+                .l4_buffer(L4BufferSettings::default().write(cfg.client_write_buffer)),
+        );
     }
     server.add_service(svc);
     if let Some(admin) = &cfg.admin {

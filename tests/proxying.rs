@@ -1273,3 +1273,79 @@ fn add_header_reads_the_response() {
     assert_eq!(r.header("x-s"), Some("200"));
     assert_eq!(r.header("x-t"), Some("application/json"));
 }
+
+/// A bare origin on a free port answering every request with `Content-Length: 200`: 100
+/// bytes at once, the other 100 after `delay`.
+fn trickling_origin(delay: Duration) -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut conn = conn;
+                let mut buf = [0u8; 4096];
+                let _ = std::io::Read::read(&mut conn, &mut buf);
+                let head =
+                    "HTTP/1.1 200 OK\r\nContent-Length: 200\r\nContent-Type: text/plain\r\n\r\n";
+                let _ = std::io::Write::write_all(&mut conn, head.as_bytes());
+                let _ = std::io::Write::write_all(&mut conn, &[b'a'; 100]);
+                std::thread::sleep(delay);
+                let _ = std::io::Write::write_all(&mut conn, &[b'b'; 100]);
+            });
+        }
+    });
+    port
+}
+
+/// Reads a response from `port` for `GET /`; returns when the first `n` body bytes arrived
+/// and the whole body.
+fn first_body_bytes_after(port: u16, n: usize) -> (Duration, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let start = Instant::now();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut got = Vec::new();
+    let mut first = None;
+    let mut buf = [0u8; 4096];
+    loop {
+        let k = s.read(&mut buf).unwrap();
+        if k == 0 {
+            break;
+        }
+        got.extend_from_slice(&buf[..k]);
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            if first.is_none() && got.len() - (i + 4) >= n {
+                first = Some(start.elapsed());
+            }
+        }
+    }
+    let i = got.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    (first.expect("body arrived"), got[i + 4..].to_vec())
+}
+
+#[test]
+fn unbuffered_client_writes_pass_a_trickling_content_length_body_at_once() {
+    let origin = trickling_origin(Duration::from_millis(1500));
+    let mut want = vec![b'a'; 100];
+    want.extend_from_slice(&[b'b'; 100]);
+
+    // client_write_buffer: 0: the first 100 bytes leave as soon as they arrive, as NGINX
+    // does with proxy_buffering off.
+    let proxy = simple_proxy(origin, "client_write_buffer: 0\n", "    buffering: off\n");
+    let (first, body) = first_body_bytes_after(proxy.port, 100);
+    assert_eq!(body, want);
+    assert!(
+        first < Duration::from_millis(1000),
+        "first bytes after {first:?}"
+    );
+
+    // The default 8 KiB buffer holds them until the response is complete (documented).
+    let proxy = simple_proxy(origin, "", "    buffering: off\n");
+    let (first, body) = first_body_bytes_after(proxy.port, 100);
+    assert_eq!(body, want);
+    assert!(
+        first >= Duration::from_millis(1400),
+        "first bytes after {first:?}"
+    );
+}

@@ -279,6 +279,8 @@ pub struct Config {
     pub threads: usize,
     pub pid_file: Option<PathBuf>,
     pub grace_period: Duration,
+    /// Bytes of response gathered per client connection before a write (0: none).
+    pub client_write_buffer: usize,
     /// On SIGTERM, how long to keep serving with `/readyz` at 503 before closing the listeners
     /// (time for Kubernetes to take the pod out of its Service).
     pub shutdown_delay: Duration,
@@ -558,6 +560,13 @@ impl Compiler {
             raw.grace_period.as_ref(),
             Duration::from_secs(10),
         )?;
+        let client_write_buffer = self
+            .size("client_write_buffer", raw.client_write_buffer.as_ref())?
+            .unwrap_or(8 * 1024);
+        let client_write_buffer = usize::try_from(client_write_buffer)
+            .ok()
+            .filter(|n| *n <= 1 << 20)
+            .ok_or_else(|| self.err("client_write_buffer", "at most 1m"))?;
         let shutdown_delay = self.duration(
             "shutdown_delay",
             raw.shutdown_delay.as_ref(),
@@ -729,6 +738,7 @@ impl Compiler {
             threads,
             pid_file,
             grace_period,
+            client_write_buffer,
             shutdown_delay,
             error_log,
             access_log,

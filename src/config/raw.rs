@@ -17,6 +17,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub grace_period: Option<Value>,
     #[serde(default)]
+    pub client_write_buffer: Option<Value>,
+    #[serde(default)]
     pub shutdown_delay: Option<Value>,
     #[serde(default)]
     pub error_log: Option<RawErrorLog>,
