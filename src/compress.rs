@@ -286,14 +286,15 @@ pub fn compress_all(enc: Encoding, level: u32, data: &[u8]) -> std::io::Result<B
     e.finish()
 }
 
-/// Compressed copies of static files kept in memory, keyed by path, validator (ETag: mtime and
-/// size) and encoding, so a hot file is compressed once rather than on every request.
+/// Compressed copies of static files kept in memory, keyed by path, file version and
+/// encoding, so a hot file is compressed once rather than on every request.
 pub struct StaticCache {
     /// the entries and their total size
     map: std::sync::Mutex<(StaticMap, u64)>,
 }
 
-type StaticMap = std::collections::HashMap<(std::path::PathBuf, String, Encoding), Bytes>;
+type StaticMap =
+    std::collections::HashMap<(std::path::PathBuf, crate::files::FileVersion, Encoding), Bytes>;
 
 /// Largest static file compressed on the fly.
 pub const MAX_STATIC_COMPRESS: u64 = 32 << 20;
@@ -308,16 +309,16 @@ impl StaticCache {
         &STATIC_CACHE
     }
 
-    /// The compressed body of `path` (whose validator is `tag`), compressing it on a miss.
+    /// The compressed body of `path` (at `version`), compressing it on a miss.
     pub fn get_or_compress(
         &self,
         path: &std::path::Path,
-        tag: &str,
+        version: crate::files::FileVersion,
         enc: Encoding,
         level: u32,
         capacity: u64,
     ) -> std::io::Result<Bytes> {
-        let key = (path.to_path_buf(), tag.to_string(), enc);
+        let key = (path.to_path_buf(), version, enc);
         if let Ok(m) = self.map.lock() {
             if let Some(b) = m.0.get(&key) {
                 return Ok(b.clone());

@@ -21,6 +21,8 @@ pub struct State {
     pub access_log: Option<AccessLog>,
     /// The open cache zones, indexed like `cfg.zones`.
     pub zones: Vec<&'static Zone>,
+    /// Small static files kept in memory (`file_cache`).
+    pub files: Option<crate::files::FileCache>,
 }
 
 /// Per-request state.

@@ -1,7 +1,8 @@
 //! Static files: `root`/`alias` mapping, `index`, symlink containment, content types,
 //! `Last-Modified`/`ETag`, conditional requests (304/412), single byte ranges (206/416, `If-Range`),
-//! HEAD, chunked streaming from disk, and the compressed variant of a file (a precompressed
-//! sibling or the file compressed once and kept in memory).
+//! HEAD, chunked streaming from disk, the memory cache of small files (`file_cache`), and the
+//! compressed variant of a file (a precompressed sibling or the file compressed once and kept
+//! in memory).
 
 use crate::compress;
 use crate::config::{Config, DocRoot, Handler, ImsMode, StaticConfig, SymlinkPolicy};
@@ -15,10 +16,88 @@ use pingora_proxy::Session;
 use std::fs::Metadata;
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Size of each chunk read from disk and written to the client.
 const CHUNK: usize = 256 * 1024;
+
+/// Which version of a file a response was planned from: the cache of file contents (and of
+/// compressed copies) serves its bytes only while the file still has it. Finer than the ETag
+/// (which has NGINX's one-second resolution), so a rewrite within the same second is seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileVersion {
+    pub len: u64,
+    pub mtime: SystemTime,
+    pub ino: u64,
+    pub dev: u64,
+}
+
+impl FileVersion {
+    pub fn of(meta: &Metadata) -> FileVersion {
+        use std::os::unix::fs::MetadataExt;
+        FileVersion {
+            len: meta.len(),
+            mtime: meta.modified().unwrap_or(UNIX_EPOCH),
+            ino: meta.ino(),
+            dev: meta.dev(),
+        }
+    }
+}
+
+/// Contents of small static files kept in memory (`file_cache`), so a hot file such as the
+/// patched `/script.js` is sent from memory: one copy to the socket instead of a read from the
+/// page cache plus that copy. Checked on every request against the file's current version (the
+/// request stats the file anyway); a changed file is read again. Rebuilt empty on reload.
+pub struct FileCache {
+    map: quick_cache::sync::Cache<PathBuf, Arc<(FileVersion, Bytes)>, FileWeight>,
+    /// Largest file kept: 1/8 of the cache.
+    max_file: u64,
+}
+
+#[derive(Clone)]
+struct FileWeight;
+
+impl quick_cache::Weighter<PathBuf, Arc<(FileVersion, Bytes)>> for FileWeight {
+    fn weight(&self, k: &PathBuf, v: &Arc<(FileVersion, Bytes)>) -> u64 {
+        (v.1.len() + k.as_os_str().len() + 128) as u64
+    }
+}
+
+impl FileCache {
+    /// A cache of `capacity` bytes; `None` for 0.
+    pub fn new(capacity: u64) -> Option<FileCache> {
+        (capacity > 0).then(|| FileCache {
+            map: quick_cache::sync::Cache::with_weighter(
+                (capacity / 4096).max(16) as usize,
+                capacity,
+                FileWeight,
+            ),
+            max_file: capacity / 8,
+        })
+    }
+
+    /// The whole contents of `path` at `version`, from memory or read now (and kept); `None`
+    /// when the file is too big for the cache or changed while being read.
+    fn get(&self, path: &Path, version: FileVersion) -> Option<Bytes> {
+        if version.len > self.max_file {
+            return None;
+        }
+        if let Some(e) = self.map.get(path) {
+            if e.0 == version {
+                return Some(e.1.clone());
+            }
+        }
+        let data = std::fs::read(path).ok()?;
+        if data.len() as u64 != version.len {
+            return None;
+        }
+        let body = Bytes::from(data);
+        self.map
+            .insert(path.to_path_buf(), Arc::new((version, body.clone())));
+        Some(body)
+    }
+}
 
 /// What a static request comes to before anything is written.
 #[derive(Debug)]
@@ -26,6 +105,7 @@ pub enum Plan {
     /// Serve `len` bytes from `offset` of `path`, with these headers (status 200 or 206).
     Body {
         path: PathBuf,
+        version: FileVersion,
         header: Box<ResponseHeader>,
         offset: u64,
         len: u64,
@@ -62,7 +142,35 @@ pub fn map_path(st: &StaticConfig, uri_path: &str) -> Option<(PathBuf, PathBuf)>
 }
 
 /// Whether `file` (which exists) stays inside `root` once symlinks are resolved.
+///
+/// When `file` is `root` plus components none of which is a symlink (one `lstat` each: one
+/// for `/script.js`), it is inside whatever `root` itself resolves to. Only a symlink below
+/// the root costs the full resolution of both paths (a `readlink` per component: seven per
+/// request for a file under `/tmp/...`).
 fn contained(file: &Path, root: &Path) -> bool {
+    if let Ok(rel) = file.strip_prefix(root) {
+        let mut p = root.to_path_buf();
+        let mut plain = true;
+        for c in rel.components() {
+            match c {
+                std::path::Component::Normal(n) => p.push(n),
+                _ => {
+                    plain = false;
+                    break;
+                }
+            }
+            match std::fs::symlink_metadata(&p) {
+                Ok(m) if !m.file_type().is_symlink() => {}
+                _ => {
+                    plain = false;
+                    break;
+                }
+            }
+        }
+        if plain {
+            return true;
+        }
+    }
     match (file.canonicalize(), root.canonicalize()) {
         (Ok(f), Ok(r)) => f.starts_with(r),
         _ => false,
@@ -370,6 +478,7 @@ fn plan_file(
     }
     Plan::Body {
         path,
+        version: FileVersion::of(meta),
         header: h,
         offset,
         len,
@@ -433,12 +542,13 @@ pub async fn serve(session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<(
         }
         Plan::Body {
             path,
+            version,
             mut header,
             offset,
             len,
         } => {
             if let Some(c) = location.compress.as_deref() {
-                if let Some(body) = compressed_variant(ctx, c, st, &path, &mut header)? {
+                if let Some(body) = compressed_variant(ctx, c, st, &path, version, &mut header)? {
                     apply_headers(session, ctx, location, &mut header);
                     let head = session.req_header().method == http::Method::HEAD;
                     session.write_response_header(header, head).await?;
@@ -456,7 +566,14 @@ pub async fn serve(session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<(
             if head || len == 0 {
                 return Ok(());
             }
-            send_body(session, &path, offset, len).await
+            let cached = state.files.as_ref().and_then(|c| c.get(&path, version));
+            match cached {
+                Some(all) => {
+                    let body = all.slice(offset as usize..(offset + len) as usize);
+                    session.write_response_body(Some(body), true).await
+                }
+                None => send_body(session, &path, offset, len).await,
+            }
         }
     }
 }
@@ -469,6 +586,7 @@ fn compressed_variant(
     c: &crate::config::CompressConfig,
     st: &crate::config::StaticConfig,
     path: &std::path::Path,
+    version: FileVersion,
     header: &mut ResponseHeader,
 ) -> Result<Option<Bytes>> {
     let symlinks = (st.symlinks, map_path(st, &ctx.path).map(|(_, root)| root));
@@ -500,13 +618,7 @@ fn compressed_variant(
     let body = match sibling.map(std::fs::read) {
         Some(Ok(b)) => Bytes::from(b),
         _ => {
-            let (Some(level), Some(tag)) = (
-                c.level(enc),
-                header
-                    .headers
-                    .get(header::ETAG)
-                    .and_then(|v| v.to_str().ok()),
-            ) else {
+            let Some(level) = c.level(enc) else {
                 return Ok(None);
             };
             let size = full_len.or_else(|| {
@@ -519,10 +631,9 @@ fn compressed_variant(
             if size.unwrap_or(u64::MAX) > compress::MAX_STATIC_COMPRESS {
                 return Ok(None);
             }
-            let tag = tag.to_string();
             match compress::StaticCache::global().get_or_compress(
                 path,
-                &tag,
+                version,
                 enc,
                 level,
                 c.memory_cache,

@@ -88,10 +88,12 @@ pub fn make_state(cfg: Arc<Config>) -> std::io::Result<State> {
             })
         })
         .collect::<std::io::Result<Vec<_>>>()?;
+    let files = crate::files::FileCache::new(cfg.file_cache);
     Ok(State {
         cfg,
         access_log,
         zones,
+        files,
     })
 }
 

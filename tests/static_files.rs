@@ -552,3 +552,47 @@ fn symlink_within_root_is_served() {
         assert_eq!(r.text(), "<p>page</p>", "{path}");
     }
 }
+
+// ---------------------------------------------------------------------------
+// The memory cache of file contents (`file_cache`)
+// ---------------------------------------------------------------------------
+
+/// A file served from memory is re-read when it changes, even with the same size within the
+/// same second (rewritten in place: new mtime) or swapped for another file with the very same
+/// mtime (new inode); ranges are cut from the cached copy; `file_cache: 0` serves from disk.
+#[test]
+fn file_cache_follows_every_change_of_the_file() {
+    for cache in ["", "file_cache: 0\n"] {
+        let cfg = format!("{cache}{CONFIG}");
+        let proxy = start_proxy_with(&cfg, &[("root/fc.txt", b"AAAAAAAAAA")]);
+        let path = proxy.path("root/fc.txt");
+        let r = get(proxy.port, "/fc.txt");
+        assert_status(&r, 200, "first read");
+        assert_eq!(r.body, b"AAAAAAAAAA");
+        assert_eq!(get(proxy.port, "/fc.txt").body, b"AAAAAAAAAA", "{cache}");
+
+        // same size, rewritten in place right away
+        std::fs::write(&path, b"BBBBBBBBBB").unwrap();
+        assert_eq!(get(proxy.port, "/fc.txt").body, b"BBBBBBBBBB", "{cache}");
+        let r = get_with(proxy.port, "/fc.txt", &[("Range", "bytes=2-5")]);
+        assert_status(&r, 206, "range");
+        assert_eq!(r.body, b"BBBB");
+
+        // same size and same mtime, another inode
+        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let tmp = proxy.path("root/fc.tmp");
+        std::fs::write(&tmp, b"CCCCCCCCCC").unwrap();
+        std::fs::File::options()
+            .write(true)
+            .open(&tmp)
+            .unwrap()
+            .set_modified(mtime)
+            .unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        assert_eq!(get(proxy.port, "/fc.txt").body, b"CCCCCCCCCC", "{cache}");
+        assert_eq!(
+            get_with(proxy.port, "/fc.txt", &[("Range", "bytes=-3")]).body,
+            b"CCC"
+        );
+    }
+}

@@ -281,6 +281,8 @@ pub struct Config {
     pub grace_period: Duration,
     /// Bytes of response gathered per client connection before a write (0: none).
     pub client_write_buffer: usize,
+    /// Bytes of small static files kept in memory (0: none).
+    pub file_cache: u64,
     /// On SIGTERM, how long to keep serving with `/readyz` at 503 before closing the listeners
     /// (time for Kubernetes to take the pod out of its Service).
     pub shutdown_delay: Duration,
@@ -567,6 +569,9 @@ impl Compiler {
             .ok()
             .filter(|n| *n <= 1 << 20)
             .ok_or_else(|| self.err("client_write_buffer", "at most 1m"))?;
+        let file_cache = self
+            .size("file_cache", raw.file_cache.as_ref())?
+            .unwrap_or(32 << 20);
         let shutdown_delay = self.duration(
             "shutdown_delay",
             raw.shutdown_delay.as_ref(),
@@ -739,6 +744,7 @@ impl Compiler {
             pid_file,
             grace_period,
             client_write_buffer,
+            file_cache,
             shutdown_delay,
             error_log,
             access_log,
