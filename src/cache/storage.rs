@@ -778,8 +778,14 @@ impl HandleMiss for Miss {
             },
         );
         if let (Some(body), Some(head)) = (self.hot_body.take(), self.hot_head.take()) {
+            // a body that grew chunk by chunk may hold up to twice its size: keep it exact
+            let body = if body.capacity() > body.len() {
+                Bytes::copy_from_slice(&body)
+            } else {
+                body.freeze()
+            };
             self.storage
-                .hot_put(self.id, head, body.freeze(), self.key.clone(), file_len);
+                .hot_put(self.id, head, body, self.key.clone(), file_len);
         }
         // renamed: nothing for Drop to clean up
         self.tmp = PathBuf::new();
@@ -866,7 +872,18 @@ impl Storage for DiskStorage {
             done: false,
             body_offset,
             written: 0,
-            hot_body: self.hot.as_ref().map(|_| BytesMut::new()),
+            hot_body: self.hot.as_ref().map(|_| {
+                // sized from Content-Length when the body will fit the memory tier
+                let cl = meta
+                    .response_header()
+                    .headers
+                    .get(http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok())
+                    .filter(|n| *n <= self.hot_max)
+                    .unwrap_or(0);
+                BytesMut::with_capacity(cl as usize)
+            }),
             hot_head: self.hot.as_ref().map(|_| hot_head(meta)),
         }))
     }
