@@ -538,6 +538,89 @@ fn repeated_bypass_replaces_entry_on_disk() {
     assert_eq!(hits(&origin, "/t3r/large"), 5);
 }
 
+/// A bypass that fetches exactly the response already stored (and still fresh) leaves the
+/// entry file alone (same inode); a changed response replaces it; an expired entry refetched
+/// with identical content is written again, so it is fresh again.
+#[test]
+fn bypass_of_an_unchanged_response_keeps_the_stored_file() {
+    use std::os::unix::fs::MetadataExt;
+    let origin = start_origin();
+    let proxy = start_simple(
+        origin.port,
+        r#"valid: {"200": 2s}, bypass: [$http_cache_control]"#,
+    );
+    let dir = proxy.path("cache");
+    let inode = || {
+        let files = entry_files(&dir);
+        assert_eq!(files.len(), 1, "{files:?}");
+        std::fs::metadata(&files[0].0).unwrap().ino()
+    };
+    let sized = [("X-Origin-Body-Size", "3000")];
+    let by = [
+        ("X-Origin-Body-Size", "3000"),
+        ("Cache-Control", "no-cache"),
+    ];
+    expect(&get_with(proxy.port, "/t3u/a", &sized), 200, "MISS", "fill");
+    let first = inode();
+
+    // the echo origin's body does not depend on Cache-Control in this mode: same response
+    for _ in 0..3 {
+        expect(
+            &get_with(proxy.port, "/t3u/a", &by),
+            200,
+            "BYPASS",
+            "bypass",
+        );
+    }
+    assert_eq!(inode(), first, "an unchanged response was written again");
+    let r = get_with(proxy.port, "/t3u/a", &sized);
+    expect(&r, 200, "HIT", "after the bypasses");
+    assert_same_bytes(&r.body, &pattern_body(3000), "HIT body");
+
+    // a changed response (one more header) replaces the entry
+    let changed = [
+        ("X-Origin-Body-Size", "3000"),
+        ("Cache-Control", "no-cache"),
+        ("X-Origin-Header", "X-Version: 2"),
+    ];
+    expect(
+        &get_with(proxy.port, "/t3u/a", &changed),
+        200,
+        "BYPASS",
+        "changed",
+    );
+    let second = inode();
+    assert_ne!(second, first, "a changed response was not stored");
+    let r = get_with(proxy.port, "/t3u/a", &sized);
+    expect(&r, 200, "HIT", "after the change");
+    assert_eq!(
+        r.header("x-version"),
+        Some("2"),
+        "the changed response is served"
+    );
+
+    // expired, refetched with the same content: stored again, so fresh again
+    std::thread::sleep(Duration::from_millis(2100));
+    let changed_plain = [
+        ("X-Origin-Body-Size", "3000"),
+        ("X-Origin-Header", "X-Version: 2"),
+    ];
+    expect(
+        &get_with(proxy.port, "/t3u/a", &changed_plain),
+        200,
+        "EXPIRED",
+        "after valid",
+    );
+    assert_ne!(inode(), second, "the refetched entry was not rewritten");
+    expect(
+        &get_with(proxy.port, "/t3u/a", &changed_plain),
+        200,
+        "HIT",
+        "fresh again",
+    );
+    assert_eq!(hits(&origin, "/t3u/a"), 6);
+}
+
 // ---------------------------------------------------------------------------
 // 4. responses the origin forbids caching
 // ---------------------------------------------------------------------------

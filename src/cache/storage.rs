@@ -49,7 +49,7 @@ fn io_err(what: &'static str, e: std::io::Error) -> Box<Error> {
 }
 
 fn hex(b: &HashBinary) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 /// What the index knows about one stored entry.
@@ -63,6 +63,11 @@ pub struct Entry {
     body_len: u64,
     pub file_len: u64,
     last_access: AtomicU64,
+    /// Digest of the stored response (status, headers but `Date`, body); 0 when unknown (an
+    /// entry found on disk, or rewritten by a revalidation).
+    content: u128,
+    /// When the stored response stops being fresh, in Unix seconds; 0 when unknown.
+    fresh_until: u64,
 }
 
 impl Entry {
@@ -130,6 +135,8 @@ fn parse_entry(f: &File) -> std::io::Result<Entry> {
         body_len,
         file_len: len,
         last_access: AtomicU64::new(now_secs()),
+        content: 0,
+        fresh_until: 0,
     };
     Ok(entry)
 }
@@ -450,7 +457,8 @@ impl DiskStorage {
         match read_entry(&path) {
             Ok(Some((entry, f))) => {
                 if entry.key.combined_bin() != *id {
-                    let _ = std::fs::remove_file(&path);
+                    // the index must not outlive the file (a fill skips what it thinks stored)
+                    self.remove(id, false);
                     return None;
                 }
                 match known {
@@ -478,7 +486,7 @@ impl DiskStorage {
             Ok(None) => None,
             Err(err) => {
                 log::warn!("cache: removing unreadable entry {}: {err}", path.display());
-                let _ = std::fs::remove_file(&path);
+                self.remove(id, false);
                 None
             }
         }
@@ -695,6 +703,30 @@ struct Miss {
     /// The body so far, while it is small enough for the memory tier.
     hot_body: Option<BytesMut>,
     hot_head: Option<HotHead>,
+    /// Digest of the response so far (see [`Entry::content`]).
+    digest: xxhash_rust::xxh3::Xxh3,
+    fresh_until: u64,
+}
+
+/// Digest of what identifies a stored response apart from its body: status and headers, but
+/// not `Date`, which differs between two otherwise identical answers.
+fn head_digest(h: &pingora_http::ResponseHeader) -> xxhash_rust::xxh3::Xxh3 {
+    let mut d = xxhash_rust::xxh3::Xxh3::new();
+    d.update(&h.status.as_u16().to_le_bytes());
+    for (name, value) in h.headers.iter() {
+        if name == http::header::DATE {
+            continue;
+        }
+        d.update(name.as_str().as_bytes());
+        d.update(b":");
+        d.update(value.as_bytes());
+        d.update(b"\n");
+    }
+    d
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl Miss {
@@ -720,6 +752,7 @@ impl HandleMiss for Miss {
             return Error::e_explain(ErrorType::InternalError, "cache write after finish");
         }
         self.written += data.len() as u64;
+        self.digest.update(&data);
         if let Some(max) = self.storage.max_entry_size {
             if self.written > max {
                 return Error::e_explain(
@@ -750,6 +783,22 @@ impl HandleMiss for Miss {
             return Error::e_explain(ErrorType::InternalError, "cache finish twice");
         }
         self.done = true;
+        let content = self.digest.digest128().max(1);
+        let known = self
+            .storage
+            .index
+            .read()
+            .ok()
+            .and_then(|i| i.get(&self.id).cloned());
+        if let Some(old) = known.filter(|o| {
+            o.content == content && o.body_len == self.written && o.fresh_until > now_secs()
+        }) {
+            // The same response as the fresh entry already stored (a bypass refetching an
+            // unchanged answer): keep that file rather than writing it again. It keeps its
+            // age; a temp file (a spilled fill) is removed by Drop.
+            old.touch();
+            return Ok(MissFinishType::Created(old.file_len as usize));
+        }
         let len = self.written.to_le_bytes();
         match self.file.take() {
             Some(f) => f
@@ -775,6 +824,8 @@ impl HandleMiss for Miss {
                 body_len: self.written,
                 file_len,
                 last_access: AtomicU64::new(now_secs()),
+                content,
+                fresh_until: self.fresh_until,
             },
         );
         if let (Some(body), Some(head)) = (self.hot_body.take(), self.hot_head.take()) {
@@ -884,6 +935,8 @@ impl Storage for DiskStorage {
                     .unwrap_or(0);
                 BytesMut::with_capacity(cl as usize)
             }),
+            digest: head_digest(meta.response_header()),
+            fresh_until: unix_secs(meta.fresh_until()),
             hot_head: self.hot.as_ref().map(|_| hot_head(meta)),
         }))
     }
@@ -948,6 +1001,8 @@ impl Storage for DiskStorage {
                         body_len: entry.body_len,
                         file_len: body_offset + entry.body_len,
                         last_access: AtomicU64::new(now_secs()),
+                        content: 0,
+                        fresh_until: unix_secs(meta.fresh_until()),
                     },
                 );
                 Ok(true)
