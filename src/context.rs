@@ -23,6 +23,16 @@ pub struct State {
     pub zones: Vec<&'static Zone>,
     /// Small static files kept in memory (`file_cache`).
     pub files: Option<crate::files::FileCache>,
+    /// Metric handles by location (`cfg.locations` order), then one for requests matching none.
+    pub metrics: Vec<crate::metrics::LocationMetrics>,
+}
+
+impl State {
+    /// The metric handles of location `loc` (`None`: no location matched).
+    pub fn metrics(&self, loc: Option<usize>) -> &crate::metrics::LocationMetrics {
+        let i = loc.unwrap_or(self.cfg.locations.len());
+        &self.metrics[i.min(self.metrics.len() - 1)]
+    }
 }
 
 /// Per-request state.

@@ -517,25 +517,21 @@ impl ProxyHttp for App {
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
         let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let location = ctx.location().map_or("", |l| l.name.as_str());
-        METRICS.request(location, status, ctx.start.elapsed());
+        let metrics = ctx.state.metrics(ctx.location);
+        metrics.request(status, ctx.start.elapsed());
         if let (Some(u), Some(t)) = (ctx.upstream, ctx.upstream_time) {
             METRICS
                 .upstream_seconds
                 .with_label_values(&[&ctx.cfg().upstreams[u].name])
                 .observe(t.as_secs_f64());
         }
-        if let Some(rules) = ctx.cache_rules().filter(|_| ctx.cache_on) {
-            let zone = &ctx.cfg().zones[rules.zone].name;
+        if ctx.cache_on {
             let label = if ctx.cache_status.is_empty() {
                 "MISS"
             } else {
                 ctx.cache_status
             };
-            METRICS
-                .cache_lookups
-                .with_label_values(&[zone, label])
-                .inc();
+            metrics.cache(label);
         }
         if let Some(log) = &ctx.state.access_log {
             let vars = RequestVars {

@@ -89,11 +89,22 @@ pub fn make_state(cfg: Arc<Config>) -> std::io::Result<State> {
         })
         .collect::<std::io::Result<Vec<_>>>()?;
     let files = crate::files::FileCache::new(cfg.file_cache);
+    let zone_of = |l: &crate::config::Location| {
+        let c = l.cache.as_ref()?;
+        cfg.zones.get(c.zone).map(|z| z.name.as_str())
+    };
+    let metrics = cfg
+        .locations
+        .iter()
+        .map(|l| crate::metrics::METRICS.for_location(&l.name, zone_of(l)))
+        .chain([crate::metrics::METRICS.for_location("", None)])
+        .collect();
     Ok(State {
         cfg,
         access_log,
         zones,
         files,
+        metrics,
     })
 }
 
@@ -173,6 +184,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         graceful_shutdown_timeout_seconds: Some(1),
         upstream_keepalive_pool_size: cfg.keepalive_pool,
         max_retries: 3,
+        work_stealing: false,
         pid_file: cfg
             .pid_file
             .as_ref()
