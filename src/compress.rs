@@ -165,7 +165,7 @@ pub fn add_vary(resp: &mut ResponseHeader) {
             t == "*" || t.eq_ignore_ascii_case("accept-encoding")
         });
     if !present {
-        let _ = resp.append_header(header::VARY, "Accept-Encoding");
+        let _ = resp.append_header("Vary", "Accept-Encoding");
     }
 }
 
@@ -189,7 +189,7 @@ pub fn weaken_etag(resp: &mut ResponseHeader) {
         .map(str::to_string)
     {
         if !tag.starts_with("W/") {
-            let _ = resp.insert_header(header::ETAG, format!("W/{tag}"));
+            let _ = resp.insert_header("ETag", format!("W/{tag}"));
         }
     }
 }

@@ -61,7 +61,7 @@ pub async fn build(cfg: &Config, status: u16) -> Result<(Box<ResponseHeader>, By
     h.insert_header(header::CONTENT_TYPE, ctype)?;
     h.insert_header(header::CONTENT_LENGTH, body.len())?;
     if status == 405 {
-        h.insert_header(header::ALLOW, "GET, HEAD")?;
+        h.insert_header("Allow", "GET, HEAD")?;
     }
     if closes_connection(status) {
         h.insert_header(header::CONNECTION, "close")?;
@@ -90,7 +90,7 @@ pub async fn send_error(
 ) -> Result<()> {
     let (mut h, body) = build(&ctx.state.cfg, status).await?;
     if let Some((name, value)) = extra {
-        h.insert_header(name, value)?;
+        h.insert_header(crate::headers::titled(&name), value)?;
     }
     if let Some(location) = ctx.location() {
         apply_headers(session, ctx, location, &mut h);

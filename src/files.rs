@@ -363,7 +363,7 @@ pub fn plan(cfg: &Config, st: &StaticConfig, req: &RequestHeader, uri_path: &str
             loc.push_str(q);
         }
         let mut h = base_header(301);
-        let _ = h.insert_header(header::LOCATION, loc);
+        let _ = h.insert_header("Location", loc);
         let _ = h.insert_header(header::CONTENT_LENGTH, 0);
         return Plan::Head(h);
     }
@@ -408,8 +408,8 @@ fn plan_file(
     let last_modified = httpdate::fmt_http_date(mtime_s);
 
     let validators = |h: &mut ResponseHeader| {
-        let _ = h.insert_header(header::LAST_MODIFIED, last_modified.as_str());
-        let _ = h.insert_header(header::ETAG, tag.as_str());
+        let _ = h.insert_header("Last-Modified", last_modified.as_str());
+        let _ = h.insert_header("ETag", tag.as_str());
     };
 
     // Preconditions, RFC 9110 §13.2.2 order.
@@ -472,7 +472,7 @@ fn plan_file(
     let _ = h.insert_header(header::ACCEPT_RANGES, "bytes");
     if status == 206 {
         let _ = h.insert_header(
-            header::CONTENT_RANGE,
+            "Content-Range",
             format!("bytes {}-{}/{}", offset, offset + len - 1, size),
         );
     }

@@ -2,7 +2,7 @@
 //! with NGINX's status rule, `set_header` (replaces), `hide_header`.
 
 use crate::vars::{Template, VarSource};
-use http::header::{CACHE_CONTROL, EXPIRES};
+use http::header::CACHE_CONTROL;
 use http::HeaderName;
 use pingora_http::ResponseHeader;
 use regex::Regex;
@@ -38,6 +38,25 @@ pub struct HeaderRules {
 }
 
 /// Statuses NGINX's `add_header` and `expires` apply to (without `always`).
+/// The name as NGINX writes it (`X-Proxy-Cache`, `Last-Modified`, `ETag`). `http` keeps names
+/// in lower case; Pingora writes a name in the case it was added with, so headers outrigger adds
+/// are added with this.
+pub fn titled(name: &HeaderName) -> bytes::Bytes {
+    let s = name.as_str();
+    match s {
+        "etag" => return bytes::Bytes::from_static(b"ETag"),
+        "www-authenticate" => return bytes::Bytes::from_static(b"WWW-Authenticate"),
+        _ => {}
+    }
+    let mut out = Vec::with_capacity(s.len());
+    let mut up = true;
+    for b in s.bytes() {
+        out.push(if up { b.to_ascii_uppercase() } else { b });
+        up = b == b'-';
+    }
+    out.into()
+}
+
 pub fn is_header_status(status: u16) -> bool {
     matches!(
         status,
@@ -88,7 +107,7 @@ impl HeaderRules {
                     if h.name == CACHE_CONTROL {
                         set_cc = Some(v.clone());
                     }
-                    let _ = resp.insert_header(h.name.clone(), v);
+                    let _ = resp.insert_header(titled(&h.name), v);
                 }
             }
         }
@@ -110,7 +129,7 @@ impl HeaderRules {
                 let v = h.value.render(vars);
                 // NGINX adds nothing for an empty value.
                 if !v.is_empty() {
-                    let _ = resp.append_header(h.name.clone(), v);
+                    let _ = resp.append_header(titled(&h.name), v);
                 }
             }
         }
@@ -134,7 +153,7 @@ pub fn apply_expires(resp: &mut ResponseHeader, e: Expires, now: SystemTime) {
             format!("max-age={}", d.as_secs()),
         ),
     };
-    let _ = resp.insert_header(EXPIRES, expires);
+    let _ = resp.insert_header("Expires", expires);
     let _ = resp.insert_header(CACHE_CONTROL, cc);
 }
 

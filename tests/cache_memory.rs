@@ -198,3 +198,43 @@ fn min_uses_defers_storing() {
     assert_eq!(xc(&r), "HIT");
     assert_eq!(hits(&origin, "/popular"), 3);
 }
+
+/// Header names keep their case on the wire: a HIT from memory writes the origin's names as
+/// the origin sent them (the test origin sends lower case), like the fill did, and the headers
+/// outrigger adds are in NGINX's Title-Case (`X-Proxy-Cache`, `Vary`).
+#[test]
+fn header_names_keep_their_case() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), ""));
+    let h = [
+        ("X-Origin-Header", "X-App: 1"),
+        ("X-Origin-Body-Size", "5000"),
+        ("Accept-Encoding", "gzip"),
+    ];
+    let names = |r: &Response| -> Vec<String> {
+        r.headers
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| !n.eq_ignore_ascii_case("transfer-encoding"))
+            .filter(|n| !n.eq_ignore_ascii_case("content-length"))
+            .collect()
+    };
+    let fill = get_with(p.port, "/case", &h);
+    assert_eq!(xc(&fill), "MISS");
+    let hit = get_with(p.port, "/case", &h);
+    assert_eq!(xc(&hit), "HIT");
+    let (mut a, mut b) = (names(&fill), names(&hit));
+    a.sort();
+    b.sort();
+    assert_eq!(a, b, "header names of the fill and of the memory HIT");
+    for n in [
+        "x-app",
+        "X-Proxy-Cache",
+        "X-Loc",
+        "Vary",
+        "Content-Encoding",
+        "Server",
+    ] {
+        assert!(b.iter().any(|x| x == n), "`{n}` missing from {b:?}");
+    }
+}

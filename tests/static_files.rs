@@ -596,3 +596,22 @@ fn file_cache_follows_every_change_of_the_file() {
         );
     }
 }
+
+/// Static responses name their headers as NGINX does (`Last-Modified`, `ETag`, `Expires`,
+/// `Content-Range`), not in `http`'s lower case.
+#[test]
+fn static_header_names_are_title_case() {
+    let proxy = start_static();
+    let r = get_with(proxy.port, "/exp/page.html", &[("Range", "bytes=0-3")]);
+    assert_status(&r, 206, "range on /exp/page.html");
+    let names: Vec<&str> = r.headers.iter().map(|(n, _)| n.as_str()).collect();
+    for n in [
+        "Last-Modified",
+        "ETag",
+        "Expires",
+        "Content-Range",
+        "X-Plain",
+    ] {
+        assert!(names.contains(&n), "`{n}` missing from {names:?}");
+    }
+}

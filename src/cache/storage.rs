@@ -237,9 +237,10 @@ fn own_header(h: &pingora_http::ResponseHeader) -> pingora_http::ResponseHeader 
         Err(_) => return h.clone(),
     };
     out.set_version(h.version);
-    for (name, value) in h.headers.iter() {
+    // with the names' case as received (`Last-Modified`, not `last-modified`)
+    for (name, value) in h.case_header_iter() {
         if let Ok(v) = http::HeaderValue::from_bytes(value.as_bytes()) {
-            let _ = out.append_header(name.clone(), v);
+            let _ = out.append_header(Bytes::copy_from_slice(name.as_slice()), v);
         }
     }
     out
