@@ -23,6 +23,8 @@ pub enum Expires {
 #[derive(Debug, Clone)]
 pub struct AddHeader {
     pub name: HeaderName,
+    /// The name as written in the config, which is how it is sent (as NGINX does).
+    pub case: bytes::Bytes,
     pub value: Template,
     pub always: bool,
 }
@@ -107,7 +109,7 @@ impl HeaderRules {
                     if h.name == CACHE_CONTROL {
                         set_cc = Some(v.clone());
                     }
-                    let _ = resp.insert_header(titled(&h.name), v);
+                    let _ = resp.insert_header(h.case.clone(), v);
                 }
             }
         }
@@ -129,7 +131,7 @@ impl HeaderRules {
                 let v = h.value.render(vars);
                 // NGINX adds nothing for an empty value.
                 if !v.is_empty() {
-                    let _ = resp.append_header(titled(&h.name), v);
+                    let _ = resp.append_header(h.case.clone(), v);
                 }
             }
         }
@@ -177,16 +179,19 @@ mod tests {
             add: vec![
                 AddHeader {
                     name: HeaderName::from_static("x-proxy-cache"),
+                    case: bytes::Bytes::from_static(b"X-Proxy-Cache"),
                     value: Template::parse("$upstream_cache_status").unwrap(),
                     always: false,
                 },
                 AddHeader {
                     name: HeaderName::from_static("cache-control"),
+                    case: bytes::Bytes::from_static(b"Cache-Control"),
                     value: Template::parse("public").unwrap(),
                     always: false,
                 },
                 AddHeader {
                     name: HeaderName::from_static("x-always"),
+                    case: bytes::Bytes::from_static(b"X-Always"),
                     value: Template::parse("1").unwrap(),
                     always: true,
                 },

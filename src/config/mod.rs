@@ -1248,6 +1248,7 @@ impl Compiler {
                 let raw_s = self.scalar(&hp, value)?;
                 add.push(AddHeader {
                     name: self.header_name(&hp, k)?,
+                    case: bytes::Bytes::from(k.to_string()),
                     value: self.template(&hp, &raw_s)?,
                     always,
                 });
@@ -1265,6 +1266,7 @@ impl Compiler {
                 let s = self.scalar(&hp, v)?;
                 set.push(AddHeader {
                     name: self.header_name(&hp, k)?,
+                    case: bytes::Bytes::from(k.to_string()),
                     value: self.template(&hp, &s)?,
                     always: false,
                 });
