@@ -38,10 +38,11 @@ static PID: once_cell::sync::Lazy<u32> = once_cell::sync::Lazy::new(std::process
 const HIT_CHUNK: usize = 256 * 1024;
 
 fn now_secs() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
+    unix_secs(SystemTime::now())
+}
+
+fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn io_err(what: &'static str, e: std::io::Error) -> Box<Error> {
@@ -724,10 +725,6 @@ fn head_digest(h: &pingora_http::ResponseHeader) -> xxhash_rust::xxh3::Xxh3 {
         d.update(b"\n");
     }
     d
-}
-
-fn unix_secs(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 impl Miss {
