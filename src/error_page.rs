@@ -86,11 +86,11 @@ pub async fn send_error(
     session: &mut Session,
     ctx: &Ctx,
     status: u16,
-    extra: Option<(http::HeaderName, String)>,
+    extra: Option<(&'static str, String)>,
 ) -> Result<()> {
     let (mut h, body) = build(&ctx.state.cfg, status).await?;
     if let Some((name, value)) = extra {
-        h.insert_header(crate::headers::titled(&name), value)?;
+        h.insert_header(name, value)?;
     }
     if let Some(location) = ctx.location() {
         apply_headers(session, ctx, location, &mut h);

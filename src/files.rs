@@ -533,8 +533,7 @@ pub async fn serve(session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<(
         Plan::Error(status) => crate::error_page::send_error(session, ctx, status, None).await,
         Plan::Unsatisfiable(size) => {
             let range = format!("bytes */{size}");
-            crate::error_page::send_error(session, ctx, 416, Some((header::CONTENT_RANGE, range)))
-                .await
+            crate::error_page::send_error(session, ctx, 416, Some(("Content-Range", range))).await
         }
         Plan::Head(mut h) => {
             apply_headers(session, ctx, location, &mut h);

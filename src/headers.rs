@@ -40,25 +40,6 @@ pub struct HeaderRules {
 }
 
 /// Statuses NGINX's `add_header` and `expires` apply to (without `always`).
-/// The name as NGINX writes it (`X-Proxy-Cache`, `Last-Modified`, `ETag`). `http` keeps names
-/// in lower case; Pingora writes a name in the case it was added with, so headers outrigger adds
-/// are added with this.
-pub fn titled(name: &HeaderName) -> bytes::Bytes {
-    let s = name.as_str();
-    match s {
-        "etag" => return bytes::Bytes::from_static(b"ETag"),
-        "www-authenticate" => return bytes::Bytes::from_static(b"WWW-Authenticate"),
-        _ => {}
-    }
-    let mut out = Vec::with_capacity(s.len());
-    let mut up = true;
-    for b in s.bytes() {
-        out.push(if up { b.to_ascii_uppercase() } else { b });
-        up = b == b'-';
-    }
-    out.into()
-}
-
 pub fn is_header_status(status: u16) -> bool {
     matches!(
         status,

@@ -504,7 +504,7 @@ impl ProxyHttp for App {
             // Pingora 0.9 drops the client connection after a failed proxy attempt whatever we
             // return here (NGINX keeps it after a 502/504), so say so to the client.
             session.set_keepalive(None);
-            let close = Some((header::CONNECTION, "close".to_string()));
+            let close = Some(("Connection", "close".to_string()));
             if let Err(err) = error_page::send_error(session, ctx, code, close).await {
                 log::debug!("failed to send error response: {err}");
             }
