@@ -6,6 +6,7 @@
 use crate::config::CacheRules;
 use crate::vars::{Template, VarSource};
 use http::header;
+use once_cell::sync::Lazy;
 use pingora_cache::cache_control::CacheControl;
 use pingora_cache::key::HashBinary;
 use pingora_cache::{CacheMeta, CachePhase, NoCacheReason, RespCacheable, VarianceBuilder};
@@ -178,10 +179,24 @@ pub fn variance(
     encoding: Option<&str>,
 ) -> Option<HashBinary> {
     if rules.ignore.vary {
-        let e = encoding?;
-        let mut vb = VarianceBuilder::new();
-        vb.add_value("accept-encoding", e);
-        return vb.finalize();
+        return encoding_variance(encoding?);
+    }
+    // The usual case, no `Vary` or `Vary: Accept-Encoding` alone, answered without parsing
+    // `Vary` into names or hashing per request.
+    let mut tokens = stored
+        .headers
+        .get_all(header::VARY)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|t| !t.is_empty());
+    if tokens.all(|t| t.eq_ignore_ascii_case(b"accept-encoding")) {
+        if let Some(e) = encoding {
+            return encoding_variance(e);
+        }
+        if !stored.headers.contains_key(header::VARY) {
+            return None;
+        }
     }
     let mut names: Vec<String> = stored
         .headers
@@ -217,6 +232,22 @@ pub fn variance(
     vb.finalize()
 }
 
+/// The variance of a request whose only varying header is its negotiated encoding: the same
+/// hash as the general path in [`variance`], computed once per process for each token.
+fn encoding_variance(encoding: &str) -> Option<HashBinary> {
+    fn hash(e: &str) -> Option<HashBinary> {
+        let mut vb = VarianceBuilder::new();
+        vb.add_value("accept-encoding", e);
+        vb.finalize()
+    }
+    static KNOWN: Lazy<[(&str, Option<HashBinary>); 4]> =
+        Lazy::new(|| ["identity", "gzip", "br", "zstd"].map(|e| (e, hash(e))));
+    match KNOWN.iter().find(|(e, _)| *e == encoding) {
+        Some((_, h)) => *h,
+        None => hash(encoding),
+    }
+}
+
 /// `$upstream_cache_status` from the cache phase.
 pub fn status_label(phase: CachePhase, bypass: bool) -> &'static str {
     if bypass {
@@ -229,5 +260,127 @@ pub fn status_label(phase: CachePhase, bypass: bool) -> &'static str {
         CachePhase::Expired => "EXPIRED",
         CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "REVALIDATED",
         _ => "MISS",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use std::path::Path;
+
+    fn rules(ignore_vary: bool) -> CacheRules {
+        let src = format!(
+            "listen: [\"127.0.0.1:1\"]\nupstreams: {{o: {{address: \"127.0.0.1:9\"}}}}\n\
+             caches: {{z: {{path: /tmp/outrigger-unit-z}}}}\nlocations:\n  - prefix: /\n    \
+             proxy_pass: http://o/\n    cache: {{zone: z{}}}\n",
+            if ignore_vary {
+                ", ignore_headers: [Vary]"
+            } else {
+                ""
+            }
+        );
+        let cfg = Config::from_str(&src, Path::new("/etc/outrigger/t.yaml")).expect("config");
+        cfg.locations[0].cache.clone().expect("cache rules")
+    }
+
+    fn resp(vary: &[&str]) -> ResponseHeader {
+        let mut r = ResponseHeader::build(200, None).expect("header");
+        for v in vary {
+            r.append_header(header::VARY, *v).expect("vary");
+        }
+        r
+    }
+
+    fn req(headers: &[(&str, &str)]) -> RequestHeader {
+        let mut r = RequestHeader::build("GET", b"/", None).expect("request");
+        for (n, v) in headers {
+            r.append_header(n.to_string(), *v).expect("header");
+        }
+        r
+    }
+
+    /// What `variance` computed before its fast path: every `Vary` name, sorted, hashed.
+    fn general(
+        stored: &ResponseHeader,
+        rq: &RequestHeader,
+        enc: Option<&str>,
+    ) -> Option<HashBinary> {
+        let mut names: Vec<String> = stored
+            .headers
+            .get_all(header::VARY)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(|t| t.trim().to_ascii_lowercase())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if enc.is_some() {
+            names.push("accept-encoding".into());
+        }
+        names.sort();
+        names.dedup();
+        if names.is_empty() {
+            return None;
+        }
+        let mut vb = VarianceBuilder::new();
+        for n in &names {
+            match (enc, n.as_str()) {
+                (Some(e), "accept-encoding") => vb.add_value("accept-encoding", e),
+                _ => {
+                    let v: Vec<&[u8]> = rq
+                        .headers
+                        .get_all(n.as_str())
+                        .iter()
+                        .map(|v| v.as_bytes())
+                        .collect();
+                    vb.add_owned_value(n.as_str(), v.join(&b","[..]));
+                }
+            }
+        }
+        vb.finalize()
+    }
+
+    #[test]
+    fn encoding_fast_path_hashes_as_the_general_path() {
+        let r = rules(false);
+        let rq = req(&[("accept-encoding", "gzip, br"), ("cookie", "a=1")]);
+        let varies: [&[&str]; 6] = [
+            &[],
+            &["Accept-Encoding"],
+            &["accept-encoding", " ACCEPT-ENCODING ,"],
+            &["Accept-Encoding, Cookie"],
+            &["Cookie"],
+            &[","],
+        ];
+        for vary in varies {
+            let stored = resp(vary);
+            for enc in [
+                None,
+                Some("identity"),
+                Some("gzip"),
+                Some("br"),
+                Some("zstd"),
+                Some("x"),
+            ] {
+                assert_eq!(
+                    variance(&r, &stored, &rq, enc),
+                    general(&stored, &rq, enc),
+                    "Vary {vary:?}, encoding {enc:?}"
+                );
+            }
+        }
+        // different encodings are different variants; ignoring Vary keeps the encoding's
+        let stored = resp(&["Cookie"]);
+        assert_ne!(
+            variance(&r, &stored, &rq, Some("gzip")),
+            variance(&r, &stored, &rq, Some("br"))
+        );
+        let ri = rules(true);
+        assert_eq!(variance(&ri, &stored, &rq, None), None);
+        assert_eq!(
+            variance(&ri, &stored, &rq, Some("gzip")),
+            general(&resp(&[]), &rq, Some("gzip"))
+        );
     }
 }

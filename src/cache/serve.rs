@@ -5,7 +5,6 @@ use crate::cache::policy;
 use crate::compress::{self, Encoding};
 use crate::config::{CacheRules, Handler, Invalidate, Location};
 use crate::context::{apply_headers, host, Ctx, RequestVars, WithUri};
-use crate::proxy::HIDDEN_UPSTREAM;
 use bytes::Bytes;
 use http::header;
 use pingora_cache::key::{CacheHashKey, HashBinary};
@@ -108,12 +107,6 @@ pub async fn serve_hot(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
     ctx.cache_on = true;
     ctx.cache_status = "HIT";
     let mut resp = entry.header.clone();
-    for h in HIDDEN_UPSTREAM {
-        resp.remove_header(h);
-    }
-    resp.remove_header(&header::TRANSFER_ENCODING);
-    resp.insert_header(header::CONTENT_LENGTH, entry.body.len())?;
-    resp.insert_header(header::SERVER, crate::SERVER_NAME)?;
     apply_headers(session, ctx, loc, &mut resp);
     let no_body = head || entry.body.is_empty();
     session

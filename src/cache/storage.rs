@@ -191,12 +191,16 @@ fn encode_head(
 /// A small, hot entry kept in memory (the zone's `memory` tier): answered without touching
 /// the disk or deserialising metadata.
 pub struct HotEntry {
+    /// The header as a memory-tier HIT sends it before the location's header rules: hidden
+    /// upstream headers and `Transfer-Encoding` removed, `Content-Length` and `Server` set.
     pub header: pingora_http::ResponseHeader,
     pub body: Bytes,
     pub fresh_until: SystemTime,
     pub variance: Option<HashBinary>,
     pub key: CompactCacheKey,
     pub file_len: u64,
+    /// When a hit last refreshed the entry's recency (Unix seconds).
+    touched: AtomicU64,
 }
 
 #[derive(Clone)]
@@ -395,8 +399,14 @@ impl DiskStorage {
         self.hot.as_ref()?.get(id)
     }
 
-    /// Record a hit served from the memory tier (recency for `inactive` and LRU eviction).
+    /// Record a hit served from the memory tier (recency for `inactive` and LRU eviction), at
+    /// most once a second per entry: `inactive` counts in seconds, and the LRU order within one
+    /// second is not worth an index lookup and an LRU lock per request.
     pub fn hot_hit(&self, id: &HashBinary, e: &HotEntry) {
+        let now = now_secs();
+        if e.touched.swap(now, Ordering::Relaxed) == now {
+            return;
+        }
         if let Some(entry) = self.index.read().ok().and_then(|i| i.get(id).cloned()) {
             entry.touch();
         }
@@ -414,15 +424,28 @@ impl DiskStorage {
     ) {
         if let Some(h) = &self.hot {
             if body.len() as u64 <= self.hot_max {
+                let mut header = head.0;
+                for name in crate::proxy::HIDDEN_UPSTREAM {
+                    header.remove_header(name);
+                }
+                header.remove_header(&http::header::TRANSFER_ENCODING);
+                if header
+                    .insert_header(http::header::CONTENT_LENGTH, body.len())
+                    .and_then(|_| header.insert_header(http::header::SERVER, crate::SERVER_NAME))
+                    .is_err()
+                {
+                    return;
+                }
                 h.insert(
                     id,
                     Arc::new(HotEntry {
-                        header: head.0,
+                        header,
                         body,
                         fresh_until: head.1,
                         variance: head.2,
                         key,
                         file_len,
+                        touched: AtomicU64::new(0),
                     }),
                 );
             }
