@@ -18,6 +18,7 @@ use pingora_cache::storage::{
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheEntryKey, CacheKey, CacheMeta, Storage};
 use pingora_error::{Error, ErrorType, Result};
+use smallvec::SmallVec;
 use std::any::Any;
 use std::collections::HashMap;
 use std::fs::{File, OpenOptions};
@@ -259,8 +260,10 @@ pub struct DiskStorage {
     levels: Vec<usize>,
     max_entry_size: Option<u64>,
     index: RwLock<HashMap<HashBinary, Arc<Entry>>>,
-    /// combined ids of every variant of a primary key
-    variants: RwLock<HashMap<HashBinary, Vec<HashBinary>>>,
+    /// Combined ids of the variants (entries with a variance) stored under a primary key; an
+    /// entry without one has the primary as its id and needs no record here. Inline for one
+    /// variant: no allocation per key (S7 bench).
+    variants: RwLock<HashMap<HashBinary, SmallVec<[HashBinary; 1]>>>,
     bytes: AtomicU64,
     seq: AtomicU64,
     eviction: &'static (dyn EvictionManager + Sync),
@@ -337,10 +340,12 @@ impl DiskStorage {
             self.bytes.fetch_sub(old.file_len, Ordering::Relaxed);
         }
         self.bytes.fetch_add(entry.file_len, Ordering::Relaxed);
-        if let Ok(mut v) = self.variants.write() {
-            let list = v.entry(primary).or_default();
-            if !list.contains(&id) {
-                list.push(id);
+        if id != primary {
+            if let Ok(mut v) = self.variants.write() {
+                let list = v.entry(primary).or_default();
+                if !list.contains(&id) {
+                    list.push(id);
+                }
             }
         }
         entry
@@ -378,7 +383,7 @@ impl DiskStorage {
 
     /// Remove every variant stored under a primary key (PURGE, unsafe-method invalidation).
     pub fn remove_primary(&self, primary: &HashBinary) -> bool {
-        let mut ids: Vec<HashBinary> = self
+        let mut ids: SmallVec<[HashBinary; 1]> = self
             .variants
             .read()
             .ok()
