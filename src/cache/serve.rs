@@ -77,8 +77,8 @@ pub async fn serve_hot(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         if policy::any_set(&rules.bypass, &vars) {
             return Ok(false);
         }
-        let key = CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx));
-        let primary = key.primary_bin();
+        // the key's hashes without building a `CacheKey` (its user tag is not hashed)
+        let primary = pingora_cache::key::hash_key(policy::key_bytes(rules, &vars));
         let Some(first) = zone.storage.hot_get(&primary) else {
             return Ok(false);
         };
@@ -86,7 +86,8 @@ pub async fn serve_hot(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         if want == first.variance {
             Some((primary, first))
         } else if let Some(v) = want {
-            let mut k = key;
+            let mut k = CacheKey::new("", "");
+            k.set_primary_bin_override(primary);
             k.set_variance_key(v);
             let id = k.combined_bin();
             zone.storage
