@@ -286,84 +286,8 @@ pub fn compress_all(enc: Encoding, level: u32, data: &[u8]) -> std::io::Result<B
     e.finish()
 }
 
-/// Compressed copies of static files kept in memory, keyed by path, file version and
-/// encoding, so a hot file is compressed once rather than on every request.
-pub struct StaticCache {
-    /// the entries and their total size
-    map: std::sync::Mutex<(StaticMap, u64)>,
-}
-
-type StaticMap =
-    std::collections::HashMap<(std::path::PathBuf, crate::files::FileVersion, Encoding), Bytes>;
-
 /// Largest static file compressed on the fly.
 pub const MAX_STATIC_COMPRESS: u64 = 32 << 20;
-
-static STATIC_CACHE: once_cell::sync::Lazy<StaticCache> =
-    once_cell::sync::Lazy::new(|| StaticCache {
-        map: std::sync::Mutex::new((std::collections::HashMap::new(), 0)),
-    });
-
-impl StaticCache {
-    pub fn global() -> &'static StaticCache {
-        &STATIC_CACHE
-    }
-
-    /// The compressed body of `path` (at `version`), compressing it on a miss.
-    pub fn get_or_compress(
-        &self,
-        path: &std::path::Path,
-        version: crate::files::FileVersion,
-        enc: Encoding,
-        level: u32,
-        capacity: u64,
-    ) -> std::io::Result<Bytes> {
-        let key = (path.to_path_buf(), version, enc);
-        if let Ok(m) = self.map.lock() {
-            if let Some(b) = m.0.get(&key) {
-                return Ok(b.clone());
-            }
-        }
-        let data = std::fs::read(path)?;
-        let out = compress_all(enc, level, &data)?;
-        let m = &crate::metrics::METRICS;
-        m.compress_in
-            .with_label_values(&[enc.token()])
-            .inc_by(data.len() as u64);
-        m.compress_out
-            .with_label_values(&[enc.token()])
-            .inc_by(out.len() as u64);
-        if capacity > 0 && (out.len() as u64) <= capacity / 4 {
-            if let Ok(mut m) = self.map.lock() {
-                // drop other versions of the same file, then arbitrary entries until it fits
-                let (map, total) = &mut *m;
-                let stale: Vec<_> = map
-                    .keys()
-                    .filter(|k| k.0 == key.0 && k.1 != key.1)
-                    .cloned()
-                    .collect();
-                for k in stale {
-                    if let Some(b) = map.remove(&k) {
-                        *total -= b.len() as u64;
-                    }
-                }
-                while *total + out.len() as u64 > capacity {
-                    let Some(k) = map.keys().next().cloned() else {
-                        break;
-                    };
-                    if let Some(b) = map.remove(&k) {
-                        *total -= b.len() as u64;
-                    }
-                }
-                *total += out.len() as u64;
-                if let Some(old) = map.insert(key, out.clone()) {
-                    *total -= old.len() as u64;
-                }
-            }
-        }
-        Ok(out)
-    }
-}
 
 #[cfg(test)]
 mod tests {

@@ -23,6 +23,8 @@ pub struct State {
     pub zones: Vec<&'static Zone>,
     /// Small static files kept in memory (`file_cache`).
     pub files: Option<crate::files::FileCache>,
+    /// Compressed copies of static files (`static.memory_cache`, the largest of the locations').
+    pub compressed: Option<crate::files::FileCache>,
     /// Metric handles by location (`cfg.locations` order), then one for requests matching none.
     pub metrics: Vec<crate::metrics::LocationMetrics>,
 }

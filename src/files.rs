@@ -45,58 +45,108 @@ impl FileVersion {
     }
 }
 
-/// Contents of small static files kept in memory (`file_cache`), so a hot file such as the
-/// patched `/script.js` is sent from memory: one copy to the socket instead of a read from the
-/// page cache plus that copy. Checked on every request against the file's current version (the
-/// request stats the file anyway); a changed file is read again. Rebuilt empty on reload.
+/// Static file bytes kept in memory, each checked on every request against the file's current
+/// version (the request stats the file anyway; a changed file is read again and replaces the
+/// old copy). Two instances: the contents of small files (`file_cache`), so a hot file such as
+/// the patched `/script.js` is sent from memory, one copy to the socket instead of a read from
+/// the page cache plus that copy; and compressed copies (`static.memory_cache`), so a file is
+/// compressed once per encoding. Rebuilt empty on reload.
 pub struct FileCache {
-    map: quick_cache::sync::Cache<PathBuf, Arc<(FileVersion, Bytes)>, FileWeight>,
-    /// Largest file kept: 1/8 of the cache.
-    max_file: u64,
+    map: quick_cache::sync::Cache<FileKey, Arc<(FileVersion, Bytes)>, FileWeight>,
+    /// Largest body kept.
+    max_body: u64,
 }
+
+/// A file, and the encoding of the copy (`None`: its contents as they are).
+type FileKey = (PathBuf, Option<compress::Encoding>);
 
 #[derive(Clone)]
 struct FileWeight;
 
-impl quick_cache::Weighter<PathBuf, Arc<(FileVersion, Bytes)>> for FileWeight {
-    fn weight(&self, k: &PathBuf, v: &Arc<(FileVersion, Bytes)>) -> u64 {
-        (v.1.len() + k.as_os_str().len() + 128) as u64
+impl quick_cache::Weighter<FileKey, Arc<(FileVersion, Bytes)>> for FileWeight {
+    fn weight(&self, k: &FileKey, v: &Arc<(FileVersion, Bytes)>) -> u64 {
+        (v.1.len() + k.0.as_os_str().len() + 128) as u64
     }
 }
 
 impl FileCache {
-    /// A cache of `capacity` bytes; `None` for 0.
-    pub fn new(capacity: u64) -> Option<FileCache> {
+    /// A cache of `capacity` bytes keeping bodies up to `max_body`; `None` for 0.
+    pub fn new(capacity: u64, max_body: u64) -> Option<FileCache> {
         (capacity > 0).then(|| FileCache {
             map: quick_cache::sync::Cache::with_weighter(
                 (capacity / 4096).max(16) as usize,
                 capacity,
                 FileWeight,
             ),
-            max_file: capacity / 8,
+            max_body,
         })
     }
 
-    /// The whole contents of `path` at `version`, from memory or read now (and kept); `None`
-    /// when the file is too big for the cache or changed while being read.
-    fn get(&self, path: &Path, version: FileVersion) -> Option<Bytes> {
-        if version.len > self.max_file {
-            return None;
-        }
-        if let Some(e) = self.map.get(path) {
+    /// The copy of `path` at `version` in encoding `enc`, from memory or made now by `make`
+    /// (and kept when it is small enough). `Ok(None)`: `make` declined.
+    fn get_or_make(
+        &self,
+        path: &Path,
+        version: FileVersion,
+        enc: Option<compress::Encoding>,
+        make: impl FnOnce() -> std::io::Result<Option<Bytes>>,
+    ) -> std::io::Result<Option<Bytes>> {
+        let key = (path.to_path_buf(), enc);
+        if let Some(e) = self.map.get(&key) {
             if e.0 == version {
-                return Some(e.1.clone());
+                return Ok(Some(e.1.clone()));
             }
         }
-        let data = std::fs::read(path).ok()?;
-        if data.len() as u64 != version.len {
+        let Some(body) = make()? else {
+            return Ok(None);
+        };
+        if body.len() as u64 <= self.max_body {
+            self.map.insert(key, Arc::new((version, body.clone())));
+        }
+        Ok(Some(body))
+    }
+
+    /// The whole contents of `path` at `version`; `None` when the file is too big for the cache
+    /// or changed while being read.
+    fn get(&self, path: &Path, version: FileVersion) -> Option<Bytes> {
+        if version.len > self.max_body {
             return None;
         }
-        let body = Bytes::from(data);
-        self.map
-            .insert(path.to_path_buf(), Arc::new((version, body.clone())));
-        Some(body)
+        self.get_or_make(path, version, None, || {
+            let data = std::fs::read(path)?;
+            Ok((data.len() as u64 == version.len).then(|| Bytes::from(data)))
+        })
+        .ok()
+        .flatten()
     }
+}
+
+/// The compressed copy of `path` (at `version`): from `cache` when it holds it, else the file
+/// compressed now (and kept there).
+fn compressed_copy(
+    cache: Option<&FileCache>,
+    path: &Path,
+    version: FileVersion,
+    enc: compress::Encoding,
+    level: u32,
+) -> std::io::Result<Bytes> {
+    let make = || -> std::io::Result<Option<Bytes>> {
+        let data = std::fs::read(path)?;
+        let out = compress::compress_all(enc, level, &data)?;
+        let m = &crate::metrics::METRICS;
+        m.compress_in
+            .with_label_values(&[enc.token()])
+            .inc_by(data.len() as u64);
+        m.compress_out
+            .with_label_values(&[enc.token()])
+            .inc_by(out.len() as u64);
+        Ok(Some(out))
+    };
+    let body = match cache {
+        Some(c) => c.get_or_make(path, version, Some(enc), make)?,
+        None => make()?,
+    };
+    body.ok_or_else(|| std::io::Error::other("no compressed copy"))
 }
 
 /// What a static request comes to before anything is written.
@@ -630,13 +680,8 @@ fn compressed_variant(
             if size.unwrap_or(u64::MAX) > compress::MAX_STATIC_COMPRESS {
                 return Ok(None);
             }
-            match compress::StaticCache::global().get_or_compress(
-                path,
-                version,
-                enc,
-                level,
-                c.memory_cache,
-            ) {
+            let cache = ctx.state.compressed.as_ref().filter(|_| c.memory_cache > 0);
+            match compressed_copy(cache, path, version, enc, level) {
                 Ok(b) => b,
                 Err(e) => {
                     log::warn!("cannot compress {}: {e}", path.display());

@@ -88,7 +88,15 @@ pub fn make_state(cfg: Arc<Config>) -> std::io::Result<State> {
             })
         })
         .collect::<std::io::Result<Vec<_>>>()?;
-    let files = crate::files::FileCache::new(cfg.file_cache);
+    let files = crate::files::FileCache::new(cfg.file_cache, cfg.file_cache / 8);
+    let compressed_capacity = cfg
+        .locations
+        .iter()
+        .filter_map(|l| l.compress.as_ref())
+        .map(|c| c.memory_cache)
+        .max()
+        .unwrap_or(0);
+    let compressed = crate::files::FileCache::new(compressed_capacity, compressed_capacity / 4);
     let zone_of = |l: &crate::config::Location| {
         let c = l.cache.as_ref()?;
         cfg.zones.get(c.zone).map(|z| z.name.as_str())
@@ -104,6 +112,7 @@ pub fn make_state(cfg: Arc<Config>) -> std::io::Result<State> {
         access_log,
         zones,
         files,
+        compressed,
         metrics,
     })
 }

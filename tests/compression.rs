@@ -1113,6 +1113,34 @@ fn static_file_compressed_on_the_fly() {
     no_panic_in_logs(&proxy);
 }
 
+/// The compressed copy kept in memory is the current file's: a rewrite within the same second
+/// (same size), and a new inode with the same size and mtime, each get a fresh copy; with
+/// `static.memory_cache: 0` nothing is kept and every request compresses the file.
+#[test]
+fn compressed_copies_follow_every_change_of_the_file() {
+    let gz = [("Accept-Encoding", "gzip")];
+    for extra in ["", "static: {memory_cache: 0}\n"] {
+        let a = b"AAAAAAAAAA".repeat(200);
+        let proxy = start_proxy_with(&static_config(extra), &[("www/c.txt", &a)]);
+        let path = proxy.path("www/c.txt");
+        for what in ["first", "from memory"] {
+            let r = get_with(proxy.port, "/c.txt", &gz);
+            assert_compressed(&r, "gzip", &a, &format!("{what} ({extra})"));
+        }
+
+        let b = b"BBBBBBBBBB".repeat(200);
+        std::fs::write(&path, &b).unwrap();
+        let r = get_with(proxy.port, "/c.txt", &gz);
+        assert_compressed(&r, "gzip", &b, &format!("rewritten in place ({extra})"));
+
+        let c = b"CCCCCCCCCC".repeat(200);
+        replace_keeping_mtime(&path, &proxy.path("www/c.tmp"), &c);
+        let r = get_with(proxy.port, "/c.txt", &gz);
+        assert_compressed(&r, "gzip", &c, &format!("new inode, same mtime ({extra})"));
+        no_panic_in_logs(&proxy);
+    }
+}
+
 #[test]
 fn static_range_request_from_compressing_client_gets_whole_compressed_body() {
     let js = script_js();

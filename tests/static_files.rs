@@ -579,16 +579,7 @@ fn file_cache_follows_every_change_of_the_file() {
         assert_eq!(r.body, b"BBBB");
 
         // same size and same mtime, another inode
-        let mtime = std::fs::metadata(&path).unwrap().modified().unwrap();
-        let tmp = proxy.path("root/fc.tmp");
-        std::fs::write(&tmp, b"CCCCCCCCCC").unwrap();
-        std::fs::File::options()
-            .write(true)
-            .open(&tmp)
-            .unwrap()
-            .set_modified(mtime)
-            .unwrap();
-        std::fs::rename(&tmp, &path).unwrap();
+        replace_keeping_mtime(&path, &proxy.path("root/fc.tmp"), b"CCCCCCCCCC");
         assert_eq!(get(proxy.port, "/fc.txt").body, b"CCCCCCCCCC", "{cache}");
         assert_eq!(
             get_with(proxy.port, "/fc.txt", &[("Range", "bytes=-3")]).body,

@@ -41,3 +41,17 @@ pub fn free_port() -> u16 {
         }
     }
 }
+
+/// Replace `path` by a new file (another inode) holding `bytes`, with the old file's mtime: a
+/// change that neither size nor mtime reveals. `tmp` is a free path on the same filesystem.
+pub fn replace_keeping_mtime(path: &std::path::Path, tmp: &std::path::Path, bytes: &[u8]) {
+    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
+    std::fs::write(tmp, bytes).unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(tmp)
+        .unwrap()
+        .set_modified(mtime)
+        .unwrap();
+    std::fs::rename(tmp, path).unwrap();
+}
