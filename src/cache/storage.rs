@@ -719,8 +719,14 @@ struct Miss {
     id: HashBinary,
     key: CompactCacheKey,
     tmp: PathBuf,
-    /// The entry's head and body so far, until they pass [`WRITE_BUFFER`] and go to `file`.
-    pending: Vec<u8>,
+    /// The entry's fixed header and metadata, written first.
+    head: Vec<u8>,
+    /// The body so far: all of it until head and body pass [`WRITE_BUFFER`] and go to `file`;
+    /// after that only while the memory tier may take it. Also the tier's copy: a small fill
+    /// is buffered once.
+    body: BytesMut,
+    /// The memory tier is on and the body is still small enough for it.
+    hot: bool,
     /// The temp file, once created.
     file: Option<File>,
     /// The temp file exists (Drop removes it unless it was renamed into place).
@@ -730,12 +736,21 @@ struct Miss {
     written: u64,
     meta_offset: u64,
     meta_lens: (u32, u32),
-    /// The body so far, while it is small enough for the memory tier.
-    hot_body: Option<BytesMut>,
     hot_head: Option<HotHead>,
     /// Digest of the response so far (see [`Entry::content`]).
     digest: xxhash_rust::xxh3::Xxh3,
     fresh_until: u64,
+}
+
+/// Write `a` then `b` to `f`, with as few system calls as the kernel allows.
+fn write_both(f: &mut File, a: &[u8], b: &[u8]) -> std::io::Result<()> {
+    let n = f.write_vectored(&[std::io::IoSlice::new(a), std::io::IoSlice::new(b)])?;
+    if n < a.len() {
+        f.write_all(&a[n..])?;
+        f.write_all(b)
+    } else {
+        f.write_all(&b[n - a.len()..])
+    }
 }
 
 /// Digest of what identifies a stored response apart from its body: status and headers, but
@@ -757,17 +772,16 @@ fn head_digest(h: &pingora_http::ResponseHeader) -> xxhash_rust::xxh3::Xxh3 {
 
 impl Miss {
     /// Create the temp file and write what is pending.
-    fn spill(&mut self) -> Result<&mut File> {
+    /// Create the temp file and write head and body so far, in one `writev` when it can.
+    fn spill(&mut self) -> Result<File> {
         let mut f = OpenOptions::new()
             .write(true)
             .create_new(true)
             .open(&self.tmp)
             .map_err(|e| io_err("cache create", e))?;
         self.created = true;
-        f.write_all(&self.pending)
-            .map_err(|e| io_err("cache write", e))?;
-        self.pending = Vec::new();
-        Ok(self.file.insert(f))
+        write_both(&mut f, &self.head, &self.body).map_err(|e| io_err("cache write", e))?;
+        Ok(f)
     }
 }
 
@@ -787,19 +801,21 @@ impl HandleMiss for Miss {
                 );
             }
         }
-        if let Some(b) = self.hot_body.as_mut() {
-            if self.written <= self.storage.hot_max {
-                b.extend_from_slice(&data);
-            } else {
-                self.hot_body = None;
-            }
-        }
+        self.hot &= self.written <= self.storage.hot_max;
         if let Some(f) = self.file.as_mut() {
-            return f.write_all(&data).map_err(|e| io_err("cache write", e));
+            f.write_all(&data).map_err(|e| io_err("cache write", e))?;
+            if self.hot {
+                self.body.extend_from_slice(&data);
+            }
+            return Ok(());
         }
-        self.pending.extend_from_slice(&data);
-        if self.pending.len() > WRITE_BUFFER {
-            self.spill()?;
+        self.body.extend_from_slice(&data);
+        if self.head.len() + self.body.len() > WRITE_BUFFER {
+            let f = self.spill()?;
+            self.file = Some(f);
+            if !self.hot {
+                self.body = BytesMut::new();
+            }
         }
         Ok(())
     }
@@ -832,9 +848,8 @@ impl HandleMiss for Miss {
                 .map_err(|e| io_err("cache finish", e))?,
             None => {
                 // the whole entry is still in memory: one write
-                self.pending[8..16].copy_from_slice(&len);
+                self.head[8..16].copy_from_slice(&len);
                 self.spill()?;
-                self.file = None;
             }
         }
         let dest = self.storage.path_of(&self.id);
@@ -854,8 +869,9 @@ impl HandleMiss for Miss {
                 fresh_until: self.fresh_until,
             },
         );
-        if let (Some(body), Some(head)) = (self.hot_body.take(), self.hot_head.take()) {
+        if let (true, Some(head)) = (self.hot, self.hot_head.take()) {
             // a body that grew chunk by chunk may hold up to twice its size: keep it exact
+            let body = std::mem::take(&mut self.body);
             let body = if body.capacity() > body.len() {
                 Bytes::copy_from_slice(&body)
             } else {
@@ -943,24 +959,31 @@ impl Storage for DiskStorage {
             meta_lens,
             key: compact,
             tmp,
-            pending: head,
-            file: None,
-            created: false,
-            done: false,
-            body_offset,
-            written: 0,
-            hot_body: self.hot.as_ref().map(|_| {
-                // sized from Content-Length when the body will fit the memory tier
+            head,
+            // sized from Content-Length when the body will be buffered whole (written at
+            // once, or kept by the memory tier)
+            body: {
+                let limit = if self.hot.is_some() {
+                    self.hot_max.max(WRITE_BUFFER as u64)
+                } else {
+                    WRITE_BUFFER as u64
+                };
                 let cl = meta
                     .response_header()
                     .headers
                     .get(http::header::CONTENT_LENGTH)
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| v.parse::<u64>().ok())
-                    .filter(|n| *n <= self.hot_max)
+                    .filter(|n| *n <= limit)
                     .unwrap_or(0);
                 BytesMut::with_capacity(cl as usize)
-            }),
+            },
+            hot: self.hot.is_some(),
+            file: None,
+            created: false,
+            done: false,
+            body_offset,
+            written: 0,
             digest: head_digest(meta.response_header()),
             fresh_until: unix_secs(meta.fresh_until()),
             hot_head: self.hot.as_ref().map(|_| hot_head(meta)),
