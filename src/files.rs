@@ -60,6 +60,16 @@ pub struct FileCache {
 /// A file, and the encoding of the copy (`None`: its contents as they are).
 type FileKey = (PathBuf, Option<compress::Encoding>);
 
+/// A borrowed [`FileKey`] (hashed the same way), to look up without copying the path.
+#[derive(Hash)]
+struct FileKeyRef<'a>(&'a Path, Option<compress::Encoding>);
+
+impl quick_cache::Equivalent<FileKey> for FileKeyRef<'_> {
+    fn equivalent(&self, key: &FileKey) -> bool {
+        self.0 == key.0 && self.1 == key.1
+    }
+}
+
 #[derive(Clone)]
 struct FileWeight;
 
@@ -91,8 +101,7 @@ impl FileCache {
         enc: Option<compress::Encoding>,
         make: impl FnOnce() -> std::io::Result<Option<Bytes>>,
     ) -> std::io::Result<Option<Bytes>> {
-        let key = (path.to_path_buf(), enc);
-        if let Some(e) = self.map.get(&key) {
+        if let Some(e) = self.map.get(&FileKeyRef(path, enc)) {
             if e.0 == version {
                 return Ok(Some(e.1.clone()));
             }
@@ -101,7 +110,8 @@ impl FileCache {
             return Ok(None);
         };
         if body.len() as u64 <= self.max_body {
-            self.map.insert(key, Arc::new((version, body.clone())));
+            self.map
+                .insert((path.to_path_buf(), enc), Arc::new((version, body.clone())));
         }
         Ok(Some(body))
     }
@@ -716,6 +726,61 @@ mod tests {
         assert_eq!(parse_range("items=0-1", 100), None);
         assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
         assert_eq!(parse_range("bytes=0-1,500-600", 100), Some(Ok((0, 2))));
+    }
+
+    #[test]
+    fn file_cache_makes_each_copy_once_per_version() {
+        let cache = FileCache::new(1 << 20, 1 << 16).expect("cache");
+        let made = std::cell::Cell::new(0);
+        let v1 = FileVersion {
+            len: 3,
+            mtime: UNIX_EPOCH,
+            ino: 1,
+            dev: 1,
+        };
+        let v2 = FileVersion { ino: 2, ..v1 };
+        let get =
+            |path: &str, v: FileVersion, enc: Option<compress::Encoding>, body: &'static [u8]| {
+                cache
+                    .get_or_make(Path::new(path), v, enc, || {
+                        made.set(made.get() + 1);
+                        Ok(Some(Bytes::from_static(body)))
+                    })
+                    .expect("io")
+                    .expect("body")
+            };
+        assert_eq!(get("/a", v1, None, b"one"), &b"one"[..]);
+        assert_eq!(get("/a", v1, None, b"xxx"), &b"one"[..], "kept");
+        assert_eq!(made.get(), 1);
+        let gz = Some(compress::Encoding::Gzip);
+        assert_eq!(
+            get("/a", v1, gz, b"gz1"),
+            &b"gz1"[..],
+            "each encoding its own copy"
+        );
+        assert_eq!(
+            get("/b", v1, None, b"bbb"),
+            &b"bbb"[..],
+            "each path its own copy"
+        );
+        assert_eq!(made.get(), 3);
+        assert_eq!(
+            get("/a", v2, None, b"two"),
+            &b"two"[..],
+            "a new version is made again"
+        );
+        assert_eq!(
+            get("/a", v2, None, b"xxx"),
+            &b"two"[..],
+            "and replaces the old one"
+        );
+        assert_eq!(get("/a", v1, gz, b"xxx"), &b"gz1"[..]);
+        assert_eq!(made.get(), 4);
+        // bodies over `max_body` are made every time
+        let big: &'static [u8] = Box::leak(vec![0u8; (1 << 16) + 1].into_boxed_slice());
+        get("/big", v1, None, big);
+        get("/big", v1, None, big);
+        assert_eq!(made.get(), 6);
     }
 
     #[test]
