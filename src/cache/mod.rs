@@ -3,6 +3,7 @@
 //! (start-up scan, `inactive` sweeper). Zones live for the whole process (pingora-cache wants
 //! `&'static` storage) and are shared by path across config reloads.
 
+pub mod lru;
 pub mod policy;
 pub mod serve;
 pub mod storage;
@@ -10,7 +11,6 @@ pub mod storage;
 use crate::config::ZoneConfig;
 use once_cell::sync::Lazy;
 use pingora_cache::admission::{AdmissionPolicy, Decision};
-use pingora_cache::eviction::lru;
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
 use pingora_cache::CacheKey;
@@ -20,13 +20,12 @@ use std::sync::Mutex;
 use std::time::Duration;
 use storage::DiskStorage;
 
-/// A cache zone: its store, its LRU (`max_size`, `keys_zone`) and its collapsing locks. The LRU
-/// has one shard: with 16, pingora-lru evicts the oldest entry of a random shard, which in a
-/// small zone is often the entry just stored.
+/// A cache zone: its store, its LRU (`max_size`, `keys_zone`) and its collapsing locks. One LRU
+/// for the zone, so the entry evicted is always the least recently used one.
 pub struct Zone {
     pub name: String,
     pub storage: &'static DiskStorage,
-    pub eviction: &'static lru::Manager<1>,
+    pub eviction: &'static lru::Lru,
     locks: Mutex<HashMap<u128, &'static CacheKeyLockImpl>>,
     admissions: Mutex<HashMap<u32, &'static MinUses>>,
 }
@@ -68,14 +67,10 @@ impl Zone {
             z.eviction.set_weight_limit(cfg.max_size as usize);
             return Ok(z);
         }
-        let eviction: &'static lru::Manager<1> =
-            Box::leak(Box::new(lru::Manager::with_capacity_and_watermark(
-                usize::try_from(cfg.max_size).unwrap_or(usize::MAX),
-                // initial room only: the LRU's tables grow with the entries. Reserving room
-                // for `keys_zone` up front made 10,000 keys touch a 2 MiB table (S7 bench).
-                cfg.max_entries.clamp(16, 1024),
-                Some(cfg.max_entries),
-            )));
+        let eviction: &'static lru::Lru = Box::leak(Box::new(lru::Lru::new(
+            usize::try_from(cfg.max_size).unwrap_or(usize::MAX),
+            cfg.max_entries,
+        )));
         let storage: &'static DiskStorage = Box::leak(Box::new(DiskStorage::new(
             &cfg.name,
             cfg.path.clone(),

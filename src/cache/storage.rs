@@ -4,7 +4,7 @@
 //! into place only on a complete `finish`, so a dropped fill, a truncated upstream body or a
 //! crash never leaves an entry that is later served; a file whose size disagrees with its
 //! header is a MISS and is removed. An in-memory index (size, last access, key) drives `max_size`
-//! eviction (through pingora's LRU manager), `inactive` expiry and restart recovery. A hit reads
+//! eviction (through the zone's LRU, `lru`), `inactive` expiry and restart recovery. A hit reads
 //! and deserialises the entry's metadata (`CacheMeta` is not `Clone`, so it is not kept parsed).
 
 use async_trait::async_trait;
