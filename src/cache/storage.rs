@@ -771,7 +771,6 @@ fn head_digest(h: &pingora_http::ResponseHeader) -> xxhash_rust::xxh3::Xxh3 {
 }
 
 impl Miss {
-    /// Create the temp file and write what is pending.
     /// Create the temp file and write head and body so far, in one `writev` when it can.
     fn spill(&mut self) -> Result<File> {
         let mut f = OpenOptions::new()
