@@ -1,5 +1,6 @@
 //! Response header rules of a location: `expires` (and the per-path `expires_if`), `add_header`
-//! with NGINX's status rule, `set_header` (replaces), `hide_header`.
+//! with NGINX's status rule, `set_header` (replaces), `hide_header`; and what every upstream
+//! response gets first (the `X-Accel-*` headers NGINX hides, outrigger's `Server`).
 
 use crate::vars::{Template, VarSource};
 use http::header::CACHE_CONTROL;
@@ -7,6 +8,25 @@ use http::HeaderName;
 use pingora_http::ResponseHeader;
 use regex::Regex;
 use std::time::{Duration, SystemTime};
+
+/// Hidden from upstream responses by default, as NGINX does.
+const HIDDEN_UPSTREAM: [&str; 5] = [
+    "x-accel-expires",
+    "x-accel-redirect",
+    "x-accel-limit-rate",
+    "x-accel-buffering",
+    "x-accel-charset",
+];
+
+/// What every upstream response (fresh or cached) gets before the location's rules: the
+/// headers NGINX hides from clients removed, and outrigger's `Server`.
+pub fn from_upstream(resp: &mut ResponseHeader) -> pingora_error::Result<()> {
+    for h in HIDDEN_UPSTREAM {
+        resp.remove_header(h);
+    }
+    resp.insert_header(http::header::SERVER, crate::SERVER_NAME)?;
+    Ok(())
+}
 
 /// NGINX `expires`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

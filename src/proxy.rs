@@ -10,6 +10,7 @@ use crate::config::{Handler, Location, ProxyConfig};
 use crate::context::{apply_headers, host, Ctx, RequestVars, State};
 use crate::error_page;
 use crate::files;
+use crate::headers;
 use crate::metrics::METRICS;
 use crate::uri;
 use arc_swap::ArcSwap;
@@ -30,15 +31,6 @@ use std::time::{Duration, Instant};
 pub struct App {
     pub state: Arc<ArcSwap<State>>,
 }
-
-/// Hidden from upstream responses by default, as NGINX does.
-pub const HIDDEN_UPSTREAM: [&str; 5] = [
-    "x-accel-expires",
-    "x-accel-redirect",
-    "x-accel-limit-rate",
-    "x-accel-buffering",
-    "x-accel-charset",
-];
 
 /// Longest request line and header line accepted (NGINX's `large_client_header_buffers 4 8k`).
 const MAX_HEAD_LINE: usize = 8 * 1024;
@@ -425,10 +417,7 @@ impl ProxyHttp for App {
             ctx.cache_status = policy::status_label(session.cache.phase(), ctx.cache_bypass);
         }
         serve::invalidate_unsafe(session, ctx, resp);
-        for h in HIDDEN_UPSTREAM {
-            resp.remove_header(h);
-        }
-        resp.insert_header(header::SERVER, crate::SERVER_NAME)?;
+        headers::from_upstream(resp)?;
         let status = resp.status.as_u16();
         if location.intercept_errors && status >= 300 {
             if let Some((ctype, body)) = error_page::configured_page(&state.cfg, status).await {

@@ -430,13 +430,9 @@ impl DiskStorage {
         if let Some(h) = &self.hot {
             if body.len() as u64 <= self.hot_max {
                 let mut header = head.0;
-                for name in crate::proxy::HIDDEN_UPSTREAM {
-                    header.remove_header(name);
-                }
                 header.remove_header(&http::header::TRANSFER_ENCODING);
-                if header
-                    .insert_header(http::header::CONTENT_LENGTH, body.len())
-                    .and_then(|_| header.insert_header(http::header::SERVER, crate::SERVER_NAME))
+                if crate::headers::from_upstream(&mut header)
+                    .and_then(|_| header.insert_header(http::header::CONTENT_LENGTH, body.len()))
                     .is_err()
                 {
                     return;
