@@ -9,6 +9,7 @@ use crate::server::InflightGuard;
 use crate::vars::{self, Var, VarSource};
 use bytes::Bytes;
 use http::header;
+use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use std::fmt::Write;
@@ -123,11 +124,47 @@ impl VarSource for WithUri<'_> {
     }
 }
 
+/// The connection a request came on (`$remote_addr`, `$remote_port`, `$server_port`).
+#[derive(Clone, Copy, Default)]
+pub struct Conn<'a> {
+    pub client: Option<&'a SocketAddr>,
+    pub server: Option<&'a SocketAddr>,
+}
+
+impl<'a> Conn<'a> {
+    pub fn of(session: &'a Session) -> Conn<'a> {
+        Conn {
+            client: session.client_addr(),
+            server: session.server_addr(),
+        }
+    }
+}
+
 /// Variables of one request, for templates and the access log.
 pub struct RequestVars<'a> {
-    pub session: &'a Session,
+    pub req: &'a RequestHeader,
+    pub conn: Conn<'a>,
     pub ctx: &'a Ctx,
+    /// The response being built, else the one sent (`$status`, `$sent_http_*`).
     pub resp: Option<&'a ResponseHeader>,
+    pub body_bytes_sent: usize,
+}
+
+impl<'a> RequestVars<'a> {
+    /// The variables of `session`'s request; `resp` is the response being built, if any.
+    pub fn new(
+        session: &'a Session,
+        ctx: &'a Ctx,
+        resp: Option<&'a ResponseHeader>,
+    ) -> RequestVars<'a> {
+        RequestVars {
+            req: session.req_header(),
+            conn: Conn::of(session),
+            ctx,
+            resp: resp.or_else(|| session.response_written()),
+            body_bytes_sent: session.body_bytes_sent(),
+        }
+    }
 }
 
 fn secs(out: &mut String, d: Duration) {
@@ -161,7 +198,7 @@ pub fn host(req: &RequestHeader, server_name: &str) -> String {
 
 impl VarSource for RequestVars<'_> {
     fn write_var(&self, var: &Var, out: &mut String) {
-        let req = self.session.req_header();
+        let req = self.req;
         let ctx = self.ctx;
         match var {
             Var::TimeLocal => vars::write_time_local(out, chrono::Local::now()),
@@ -179,20 +216,16 @@ impl VarSource for RequestVars<'_> {
                 let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
             }
             Var::Status => {
-                let s = self
-                    .resp
-                    .or_else(|| self.session.response_written())
-                    .map(|r| r.status.as_u16())
-                    .unwrap_or(0);
+                let s = self.resp.map_or(0, |r| r.status.as_u16());
                 let _ = write!(out, "{s:03}");
             }
             Var::RemoteAddr => {
-                if let Some(a) = self.session.client_addr().and_then(|a| a.as_inet()) {
+                if let Some(a) = self.conn.client.and_then(|a| a.as_inet()) {
                     let _ = write!(out, "{}", a.ip());
                 }
             }
             Var::RemotePort => {
-                if let Some(a) = self.session.client_addr().and_then(|a| a.as_inet()) {
+                if let Some(a) = self.conn.client.and_then(|a| a.as_inet()) {
                     let _ = write!(out, "{}", a.port());
                 }
             }
@@ -227,7 +260,7 @@ impl VarSource for RequestVars<'_> {
                 let _ = write!(out, "{:?}", req.version);
             }
             Var::ServerPort => {
-                if let Some(a) = self.session.server_addr().and_then(|a| a.as_inet()) {
+                if let Some(a) = self.conn.server.and_then(|a| a.as_inet()) {
                     let _ = write!(out, "{}", a.port());
                 }
             }
@@ -249,7 +282,7 @@ impl VarSource for RequestVars<'_> {
                 }
             }
             Var::BodyBytesSent => {
-                let _ = write!(out, "{}", self.session.body_bytes_sent());
+                let _ = write!(out, "{}", self.body_bytes_sent);
             }
             Var::UpstreamCacheStatus => out.push_str(ctx.cache_status),
             Var::ProxyHost => {
@@ -283,7 +316,6 @@ impl VarSource for RequestVars<'_> {
             Var::SentHttp(name) => {
                 if let Some(v) = self
                     .resp
-                    .or_else(|| self.session.response_written())
                     .and_then(|r| r.headers.get(name.as_str()))
                     .and_then(|v| v.to_str().ok())
                 {
@@ -322,6 +354,17 @@ fn remote_user(req: &RequestHeader) -> Option<String> {
 
 /// Apply the location's header rules (expires, set/add/hide header) to `resp`.
 pub fn apply_headers(session: &Session, ctx: &Ctx, location: &Location, resp: &mut ResponseHeader) {
+    apply_headers_for(session.req_header(), Conn::of(session), ctx, location, resp)
+}
+
+/// [`apply_headers`] for a request read outside a Pingora session (`front`).
+pub fn apply_headers_for(
+    req: &RequestHeader,
+    conn: Conn,
+    ctx: &Ctx,
+    location: &Location,
+    resp: &mut ResponseHeader,
+) {
     if location.headers.is_empty() {
         return;
     }
@@ -329,9 +372,11 @@ pub fn apply_headers(session: &Session, ctx: &Ctx, location: &Location, resp: &m
     // no copy (a header clone per request on the hot path).
     let snapshot = location.headers.reads_response().then(|| resp.clone());
     let vars = RequestVars {
-        session,
+        req,
+        conn,
         ctx,
         resp: snapshot.as_ref(),
+        body_bytes_sent: 0,
     };
     location.headers.apply(resp, &ctx.path, &vars);
 }

@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod error_page;
 pub mod files;
+pub mod front;
 pub mod headers;
 pub mod metrics;
 pub mod proxy;

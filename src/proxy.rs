@@ -58,6 +58,53 @@ fn check_request_head(req: &RequestHeader) -> Option<u16> {
     None
 }
 
+/// What every request goes through first: the head checks, URI normalisation (`ctx.path`),
+/// the location (`ctx.location`, its upstream and negotiated encoding). `Err` is the status
+/// to answer with.
+pub fn route(req: &RequestHeader, ctx: &mut Ctx) -> std::result::Result<usize, u16> {
+    if let Some(status) = check_request_head(req) {
+        return Err(status);
+    }
+    ctx.path = uri::normalize(req.uri.path()).map_err(|_| 400u16)?;
+    let cfg = &ctx.state.cfg;
+    let loc = cfg.router.find(&ctx.path).ok_or(404u16)?;
+    let location = &cfg.locations[loc];
+    ctx.encoding = location
+        .compress
+        .as_ref()
+        .and_then(|c| compress::negotiate(c, req));
+    if let Handler::Proxy(p) = &location.handler {
+        ctx.upstream = Some(p.upstream);
+    }
+    ctx.location = Some(loc);
+    Ok(loc)
+}
+
+/// Count a finished request in the metrics and write its access-log line.
+pub fn log_request(vars: &RequestVars) {
+    let ctx = vars.ctx;
+    let status = vars.resp.map_or(0, |r| r.status.as_u16());
+    let metrics = ctx.state.metrics(ctx.location);
+    metrics.request(status, ctx.start.elapsed());
+    if let (Some(u), Some(t)) = (ctx.upstream, ctx.upstream_time) {
+        METRICS
+            .upstream_seconds
+            .with_label_values(&[&ctx.cfg().upstreams[u].name])
+            .observe(t.as_secs_f64());
+    }
+    if ctx.cache_on {
+        let label = if ctx.cache_status.is_empty() {
+            "MISS"
+        } else {
+            ctx.cache_status
+        };
+        metrics.cache(label);
+    }
+    if let Some(log) = &ctx.state.access_log {
+        log.log(vars);
+    }
+}
+
 /// Whether `e` means the client went away (errors writing to or reading from it). Errors of
 /// our own `write_response_*` calls in `request_filter` carry no source, hence "not upstream".
 fn client_gone(e: &Error) -> bool {
@@ -95,44 +142,29 @@ impl ProxyHttp for App {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-        let state = ctx.state.clone();
-        let cfg = &state.cfg;
-        if let Some(status) = check_request_head(session.req_header()) {
-            error_page::send_error(session, ctx, status, None).await?;
-            return Ok(true);
-        }
-        match uri::normalize(session.req_header().uri.path()) {
-            Ok(p) => ctx.path = p,
-            Err(_) => {
-                error_page::send_error(session, ctx, 400, None).await?;
+        let loc = match route(session.req_header(), ctx) {
+            Ok(loc) => loc,
+            Err(status) => {
+                error_page::send_error(session, ctx, status, None).await?;
                 return Ok(true);
             }
-        }
-        let Some(loc) = cfg.router.find(&ctx.path) else {
-            error_page::send_error(session, ctx, 404, None).await?;
-            return Ok(true);
         };
-        ctx.location = Some(loc);
-        if let Some(c) = &cfg.locations[loc].compress {
-            ctx.encoding = compress::negotiate(c, session.req_header());
-        }
+        let state = ctx.state.clone();
+        let location = &state.cfg.locations[loc];
         if session.req_header().method.as_str() == "PURGE" {
-            if let Some(rules) = cfg.locations[loc].cache.as_ref() {
+            if let Some(rules) = location.cache.as_ref() {
                 if !rules.purge_allow.is_empty() {
                     serve::purge(session, ctx, rules).await?;
                     return Ok(true);
                 }
             }
         }
-        match &cfg.locations[loc].handler {
+        match &location.handler {
             Handler::Static(_) => {
                 files::serve(session, ctx, loc).await?;
                 Ok(true)
             }
-            Handler::Proxy(p) => {
-                ctx.upstream = Some(p.upstream);
-                serve::serve_hot(session, ctx).await
-            }
+            Handler::Proxy(_) => serve::serve_hot(session, ctx).await,
         }
     }
 
@@ -177,11 +209,7 @@ impl ProxyHttp for App {
                 .set_max_file_size_bytes(usize::try_from(max).unwrap_or(usize::MAX));
         }
         ctx.cache_on = true;
-        let vars = RequestVars {
-            session,
-            ctx,
-            resp: None,
-        };
+        let vars = RequestVars::new(session, ctx, None);
         if policy::any_set(&rules.bypass, &vars) {
             // NGINX `proxy_cache_bypass`: no lookup, but the response is still stored.
             let key = CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx));
@@ -196,11 +224,7 @@ impl ProxyHttp for App {
         let Some(rules) = ctx.cache_rules() else {
             return Error::e_explain(ErrorType::InternalError, "cache key without cache rules");
         };
-        let vars = RequestVars {
-            session,
-            ctx,
-            resp: None,
-        };
+        let vars = RequestVars::new(session, ctx, None);
         Ok(CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx)))
     }
 
@@ -213,11 +237,7 @@ impl ProxyHttp for App {
         let Some(rules) = ctx.cache_rules() else {
             return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
         };
-        let vars = RequestVars {
-            session,
-            ctx,
-            resp: Some(resp),
-        };
+        let vars = RequestVars::new(session, ctx, Some(resp));
         let no_cache = policy::any_set(&rules.no_cache, &vars);
         Ok(policy::cacheability(
             rules,
@@ -298,11 +318,7 @@ impl ProxyHttp for App {
             // We compress (once, before caching): ask the origin for identity bytes.
             upstream.remove_header(&header::ACCEPT_ENCODING);
         }
-        let vars = RequestVars {
-            session,
-            ctx,
-            resp: None,
-        };
+        let vars = RequestVars::new(session, ctx, None);
         for (name, tpl) in &p.set_headers {
             let v = tpl.render(&vars);
             if v.is_empty() {
@@ -510,31 +526,7 @@ impl ProxyHttp for App {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
-        let status = session.response_written().map_or(0, |r| r.status.as_u16());
-        let metrics = ctx.state.metrics(ctx.location);
-        metrics.request(status, ctx.start.elapsed());
-        if let (Some(u), Some(t)) = (ctx.upstream, ctx.upstream_time) {
-            METRICS
-                .upstream_seconds
-                .with_label_values(&[&ctx.cfg().upstreams[u].name])
-                .observe(t.as_secs_f64());
-        }
-        if ctx.cache_on {
-            let label = if ctx.cache_status.is_empty() {
-                "MISS"
-            } else {
-                ctx.cache_status
-            };
-            metrics.cache(label);
-        }
-        if let Some(log) = &ctx.state.access_log {
-            let vars = RequestVars {
-                session,
-                ctx,
-                resp: None,
-            };
-            log.log(&vars);
-        }
+        log_request(&RequestVars::new(session, ctx, None));
     }
 
     fn suppress_error_log(&self, session: &Session, ctx: &Ctx, e: &Error) -> bool {

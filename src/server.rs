@@ -7,6 +7,7 @@ use crate::admin::AdminApp;
 use crate::cache::Zone;
 use crate::config::{Config, LogTarget};
 use crate::context::State;
+use crate::front::Front;
 use crate::proxy::App;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -208,7 +209,14 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let app = App {
         state: shared.clone(),
     };
-    let mut svc = pingora_proxy::http_proxy_service(&server.configuration, app);
+    let proxy = Arc::new(pingora_proxy::http_proxy(&server.configuration, app));
+    let mut svc = pingora_core::services::listening::Service::new(
+        "outrigger".to_string(),
+        Front {
+            proxy,
+            state: shared.clone(),
+        },
+    );
     for addr in &cfg.listen {
         svc.add_listener(
             ListenerConfig::tcp(addr.to_string())

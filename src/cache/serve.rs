@@ -2,9 +2,10 @@
 //! zone's memory tier, `PURGE`, and invalidation after unsafe methods (RFC 9111 §4.4).
 
 use crate::cache::policy;
+use crate::cache::storage::HotEntry;
 use crate::compress::{self, Encoding};
 use crate::config::{CacheRules, Handler, Invalidate, Location};
-use crate::context::{apply_headers, host, Ctx, RequestVars, WithUri};
+use crate::context::{apply_headers_for, host, Conn, Ctx, RequestVars, WithUri};
 use bytes::Bytes;
 use http::header;
 use pingora_cache::key::{CacheHashKey, HashBinary};
@@ -50,75 +51,103 @@ pub fn tag(ctx: &Ctx) -> String {
     ctx.location().map(|l| l.name.clone()).unwrap_or_default()
 }
 
-/// Answer a fresh HIT from the zone's memory tier, before Pingora's cache machinery (no
-/// disk, no metadata decoding, no cache state machine). Falls through (`false`) for anything
-/// else: conditional or range requests, bypass, stale or absent entries, other variants.
-pub async fn serve_hot(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+/// A fresh HIT found in a zone's memory tier, with the header to send (rules applied).
+pub struct Hot {
+    pub id: HashBinary,
+    pub entry: std::sync::Arc<HotEntry>,
+    pub header: ResponseHeader,
+    /// A HEAD request: the header only.
+    pub head: bool,
+}
+
+impl Hot {
+    /// The body to send (none for HEAD).
+    pub fn body(&self) -> Option<&Bytes> {
+        (!self.head && !self.entry.body.is_empty()).then_some(&self.entry.body)
+    }
+
+    /// Count the hit in the zone's recency order (after the response is sent).
+    pub fn touch(&self, ctx: &Ctx) {
+        if let Some(rules) = ctx.cache_rules() {
+            ctx.state.zones[rules.zone]
+                .storage
+                .hot_hit(&self.id, &self.entry);
+        }
+    }
+}
+
+/// Look a routed request up in its zone's memory tier. `None` for anything but a fresh HIT
+/// there: conditional or range requests, bypass, stale or absent entries, other variants.
+pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot> {
     let state = ctx.state.clone();
-    let Some(loc) = ctx.location.map(|i| &state.cfg.locations[i]) else {
-        return Ok(false);
-    };
-    let Some(rules) = loc.cache.as_ref() else {
-        return Ok(false);
-    };
+    let loc = &state.cfg.locations[ctx.location?];
+    let rules = loc.cache.as_ref()?;
     let zone = state.zones[rules.zone];
-    let req = session.req_header();
-    let head = req.method == http::Method::HEAD;
     if !cacheable_method(rules, &req.method) || NOT_HOT.iter().any(|h| req.headers.contains_key(h))
     {
-        return Ok(false);
+        return None;
     }
-    let found = {
+    let (id, entry) = {
         let vars = RequestVars {
-            session,
+            req,
+            conn,
             ctx,
             resp: None,
+            body_bytes_sent: 0,
         };
         if policy::any_set(&rules.bypass, &vars) {
-            return Ok(false);
+            return None;
         }
         // the key's hashes without building a `CacheKey` (its user tag is not hashed)
         let primary = pingora_cache::key::hash_key(policy::key_bytes(rules, &vars));
-        let Some(first) = zone.storage.hot_get(&primary) else {
-            return Ok(false);
-        };
+        let first = zone.storage.hot_get(&primary)?;
         let want = variance_for(ctx, &first.header, req);
         if want == first.variance {
-            Some((primary, first))
-        } else if let Some(v) = want {
+            (primary, first)
+        } else {
+            let v = want?;
             let mut k = CacheKey::new("", "");
             k.set_primary_bin_override(primary);
             k.set_variance_key(v);
             let id = k.combined_bin();
-            zone.storage
+            let e = zone
+                .storage
                 .hot_get(&id)
-                .filter(|e| e.variance == Some(v))
-                .map(|e| (id, e))
-        } else {
-            None
+                .filter(|e| e.variance == Some(v))?;
+            (id, e)
         }
-    };
-    let Some((id, entry)) = found else {
-        return Ok(false);
     };
     let status = entry.header.status.as_u16();
     if std::time::SystemTime::now() > entry.fresh_until || (loc.intercept_errors && status >= 300) {
-        return Ok(false);
+        return None;
     }
     ctx.cache_on = true;
     ctx.cache_status = "HIT";
-    let mut resp = entry.header.clone();
-    apply_headers(session, ctx, loc, &mut resp);
-    let no_body = head || entry.body.is_empty();
+    let mut header = entry.header.clone();
+    apply_headers_for(req, conn, ctx, loc, &mut header);
+    Some(Hot {
+        id,
+        entry,
+        header,
+        head: req.method == http::Method::HEAD,
+    })
+}
+
+/// Answer a fresh HIT from the zone's memory tier, before Pingora's cache machinery (no
+/// disk, no metadata decoding, no cache state machine). Falls through (`false`) for anything
+/// else (see [`lookup_hot`]).
+pub async fn serve_hot(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    let Some(hot) = lookup_hot(session.req_header(), Conn::of(session), ctx) else {
+        return Ok(false);
+    };
+    hot.touch(ctx);
+    let body = hot.body().cloned();
     session
-        .write_response_header(Box::new(resp), no_body)
+        .write_response_header(Box::new(hot.header), body.is_none())
         .await?;
-    if !no_body {
-        session
-            .write_response_body(Some(entry.body.clone()), true)
-            .await?;
+    if body.is_some() {
+        session.write_response_body(body, true).await?;
     }
-    zone.storage.hot_hit(&id, &entry);
     Ok(true)
 }
 
@@ -139,14 +168,7 @@ pub async fn purge(session: &mut Session, ctx: &mut Ctx, rules: &CacheRules) -> 
     {
         ctx.upstream = Some(p.upstream);
     }
-    let key = policy::key_bytes(
-        rules,
-        &RequestVars {
-            session,
-            ctx,
-            resp: None,
-        },
-    );
+    let key = policy::key_bytes(rules, &RequestVars::new(session, ctx, None));
     let zone = ctx.state.zones[rules.zone];
     let found = zone
         .storage
@@ -187,11 +209,7 @@ pub fn invalidate_unsafe(session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
         }
         return;
     }
-    let vars = RequestVars {
-        session,
-        ctx,
-        resp: None,
-    };
+    let vars = RequestVars::new(session, ctx, None);
     let own = policy::key_bytes(rules, &vars);
     storage.remove_primary(&pingora_cache::key::hash_key(&own));
     let host = host(session.req_header(), &ctx.cfg().server_name);

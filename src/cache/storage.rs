@@ -430,7 +430,14 @@ impl DiskStorage {
         if let Some(h) = &self.hot {
             if body.len() as u64 <= self.hot_max {
                 let mut header = head.0;
-                header.remove_header(&http::header::TRANSFER_ENCODING);
+                // A HIT is sent with its own `Date` and `Connection` (HTTP/1 session, `front`).
+                for h in [
+                    http::header::TRANSFER_ENCODING,
+                    http::header::DATE,
+                    http::header::CONNECTION,
+                ] {
+                    header.remove_header(&h);
+                }
                 if crate::headers::from_upstream(&mut header)
                     .and_then(|_| header.insert_header(http::header::CONTENT_LENGTH, body.len()))
                     .is_err()

@@ -1,0 +1,252 @@
+//! The HTTP/1 front of every listener: it reads each request head itself and answers fresh
+//! memory-tier cache HITs straight from the connection (one parse, one write); every other
+//! request, and anything it does not fully understand, is handed to Pingora's proxy with the
+//! bytes already read, and the connection comes back to the front afterwards.
+//!
+//! Pingora's session machinery (a boxed session, a cache state machine and a request context
+//! per request) costs more than the whole answer of a memory HIT; this path keeps the same
+//! routing, cache lookup, header rules, metrics and access log (shared with `proxy`).
+
+use crate::cache::serve::{self, Hot};
+use crate::context::{Conn, Ctx, RequestVars, State};
+use crate::proxy::{log_request, route, App};
+use arc_swap::ArcSwap;
+use async_trait::async_trait;
+use bytes::{BufMut, Bytes, BytesMut};
+use http::{header, Method, Version};
+use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::{Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::HttpProxy;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// How long an idle keep-alive connection is kept (NGINX `keepalive_timeout` is 75 s).
+const KEEPALIVE: Duration = Duration::from_secs(60);
+/// Header fields parsed on the stack; a request with more goes to Pingora.
+const MAX_FIELDS: usize = 64;
+/// A head not complete within this many bytes goes to Pingora (which answers 400/414).
+const MAX_HEAD: usize = 16 * 1024;
+/// Bodies up to this size are copied behind the header for a single write.
+const COALESCE: usize = 16 * 1024;
+
+/// The listeners' application: the front, and Pingora's proxy behind it.
+pub struct Front {
+    pub proxy: Arc<HttpProxy<App>>,
+    pub state: Arc<ArcSwap<State>>,
+}
+
+/// A HIT answered: the bytes its request used, keep-alive, and a body to send after the head.
+type Answer = (usize, bool, Option<Bytes>);
+
+/// What the front does with a parsed head.
+enum Next {
+    /// Answered; keep the connection for another request (or close it).
+    Answered { keepalive: bool },
+    /// Pingora handles this request.
+    HandOff,
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
+        if stream.get_ssl_digest().is_some()
+            || matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
+        {
+            return self.proxy.process_new(stream, shutdown).await;
+        }
+        let digest = stream.get_socket_digest();
+        let client = digest.as_ref().and_then(|d| d.peer_addr().cloned());
+        let server = digest.as_ref().and_then(|d| d.local_addr().cloned());
+        let conn = Conn {
+            client: client.as_ref(),
+            server: server.as_ref(),
+        };
+        let mut buf = BytesMut::with_capacity(4096);
+        let mut out = BytesMut::new();
+        loop {
+            // Read until a whole head is buffered (or it is not ours to parse).
+            let next = loop {
+                if !buf.is_empty() {
+                    match self.answer(&buf, conn, shutdown, &mut out) {
+                        Some(Ok((used, keepalive, tail))) => {
+                            let sent = async {
+                                stream.write_all(&out).await?;
+                                if let Some(tail) = tail {
+                                    stream.write_all(&tail).await?;
+                                }
+                                stream.flush().await
+                            };
+                            if sent.await.is_err() {
+                                return None;
+                            }
+                            let _ = buf.split_to(used);
+                            break Next::Answered { keepalive };
+                        }
+                        Some(Err(())) => break Next::HandOff,
+                        // partial head
+                        None if buf.len() > MAX_HEAD => break Next::HandOff,
+                        None => {}
+                    }
+                }
+                if buf.capacity() - buf.len() < 1024 {
+                    buf.reserve(4096);
+                }
+                match tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut buf)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    // closed, failed or idle too long
+                    _ => return None,
+                }
+            };
+            match next {
+                Next::Answered { keepalive: true } => {}
+                Next::Answered { keepalive: false } => return None,
+                Next::HandOff => {
+                    let mut session = ServerSession::new_http1(stream);
+                    session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE.as_secs()));
+                    session.set_pipelined_prefix(std::mem::take(&mut buf));
+                    let reused = self.proxy.process_new_http(session, shutdown).await?;
+                    stream = reused.consume().0;
+                    buf = BytesMut::with_capacity(4096);
+                }
+            }
+        }
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.cleanup().await;
+    }
+}
+
+impl Front {
+    /// Parse the head at the start of `buf` and, for a fresh memory-tier HIT, put the
+    /// response in `out`. `None`: the head is incomplete; `Err`: Pingora handles it; `Ok`: the
+    /// bytes the request used, whether the connection stays open, and a body too large to
+    /// copy into `out` (sent after it).
+    fn answer(
+        &self,
+        buf: &[u8],
+        conn: Conn,
+        shutdown: &ShutdownWatch,
+        out: &mut BytesMut,
+    ) -> Option<Result<Answer, ()>> {
+        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut parsed = httparse::Request::new(&mut fields);
+        let used = match parsed.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) => return None,
+            Err(_) => return Some(Err(())),
+        };
+        Some(self.answer_parsed(&parsed, used, conn, shutdown, out))
+    }
+
+    fn answer_parsed(
+        &self,
+        parsed: &httparse::Request,
+        used: usize,
+        conn: Conn,
+        shutdown: &ShutdownWatch,
+        out: &mut BytesMut,
+    ) -> Result<Answer, ()> {
+        let method = match parsed.method {
+            Some("GET") => Method::GET,
+            Some("HEAD") => Method::HEAD,
+            _ => return Err(()),
+        };
+        let path = parsed.path.ok_or(())?;
+        if !path.starts_with('/') {
+            return Err(());
+        }
+        let version = match parsed.version {
+            Some(1) => Version::HTTP_11,
+            Some(0) => Version::HTTP_10,
+            _ => return Err(()),
+        };
+        // Requests with a body, an upgrade or an expectation are Pingora's.
+        let mut keepalive = version == Version::HTTP_11;
+        for f in parsed.headers.iter() {
+            let n = f.name.as_bytes();
+            if n.eq_ignore_ascii_case(b"transfer-encoding")
+                || n.eq_ignore_ascii_case(b"upgrade")
+                || n.eq_ignore_ascii_case(b"expect")
+                || (n.eq_ignore_ascii_case(b"content-length") && f.value != b"0")
+            {
+                return Err(());
+            }
+            if n.eq_ignore_ascii_case(b"connection") {
+                for token in f.value.split(|b| *b == b',') {
+                    let token = token.trim_ascii();
+                    if token.eq_ignore_ascii_case(b"close") {
+                        keepalive = false;
+                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
+                        keepalive = true;
+                    }
+                }
+            }
+        }
+        let mut req =
+            RequestHeader::build_no_case(method, path.as_bytes(), Some(parsed.headers.len()))
+                .map_err(|_| ())?;
+        req.set_version(version);
+        for f in parsed.headers.iter() {
+            let name = header::HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| ())?;
+            let value = header::HeaderValue::from_bytes(f.value).map_err(|_| ())?;
+            req.append_header(name, value).map_err(|_| ())?;
+        }
+        pingora_core::protocols::http::authority::validate_request_authority(&req)
+            .map_err(|_| ())?;
+        let mut ctx = Ctx::new(self.state.load_full());
+        route(&req, &mut ctx).map_err(|_| ())?;
+        let hot = serve::lookup_hot(&req, conn, &mut ctx).ok_or(())?;
+        let keepalive = keepalive && !*shutdown.borrow();
+        let tail = write_response(&hot, keepalive, out);
+        hot.touch(&ctx);
+        log_request(&RequestVars {
+            req: &req,
+            conn,
+            ctx: &ctx,
+            resp: Some(&hot.header),
+            body_bytes_sent: hot.body().map_or(0, |b| b.len()),
+        });
+        Ok((used, keepalive, tail))
+    }
+}
+
+/// Serialise `hot` as Pingora's HTTP/1 session would (its `Date` and `Connection`); a body
+/// over [`COALESCE`] bytes is returned to be written after `out`.
+fn write_response(hot: &Hot, keepalive: bool, out: &mut BytesMut) -> Option<Bytes> {
+    let h: &ResponseHeader = &hot.header;
+    out.clear();
+    let body = hot.body();
+    out.reserve(512 + body.map_or(0, |b| b.len().min(COALESCE)));
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(h.status.as_str().as_bytes());
+    out.put_u8(b' ');
+    if let Some(reason) = h.get_reason_phrase() {
+        out.put_slice(reason.as_bytes());
+    }
+    out.put_slice(b"\r\n");
+    h.header_to_h1_wire(out);
+    out.put_slice(b"Date: ");
+    out.put_slice(pingora_core::protocols::http::date::get_cached_date().as_bytes());
+    out.put_slice(if keepalive {
+        b"\r\nConnection: keep-alive\r\n\r\n"
+    } else {
+        b"\r\nConnection: close\r\n\r\n"
+    });
+    match body {
+        Some(b) if b.len() > COALESCE => Some(b.clone()),
+        Some(b) => {
+            out.put_slice(b);
+            None
+        }
+        None => None,
+    }
+}

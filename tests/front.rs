@@ -1,0 +1,252 @@
+//! The HTTP/1 front (`src/front.rs`): memory-tier HITs are answered on the connection itself,
+//! everything else is handed to Pingora with the bytes already read and the connection comes
+//! back. Whatever answers, the client must see one coherent HTTP/1 conversation.
+
+mod common;
+
+use common::*;
+use std::time::{Duration, Instant};
+
+fn config(origin: &str) -> String {
+    format!(
+        r#"listen: ["127.0.0.1:{{PORT}}"]
+admin: {{listen: "127.0.0.1:{{PORT2}}"}}
+access_log: {{format: '$request $status $body_bytes_sent $upstream_cache_status $remote_addr $http_x_tag', path: "{{DIR}}/access.log"}}
+caches: {{z: {{path: "{{DIR}}/cache", memory: 4m}}}}
+upstreams: {{up: {{address: "{origin}"}}}}
+locations:
+  - prefix: /
+    proxy_pass: http://up
+    add_header: {{X-Proxy-Cache: $upstream_cache_status}}
+    cache: {{zone: z, valid: {{"200": 1m}}}}
+"#
+    )
+}
+
+fn xc(r: &Response) -> &str {
+    r.header("x-proxy-cache").unwrap_or("")
+}
+
+/// A request that keeps the connection open (`build_request` closes it by default).
+fn keep(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
+    let mut h = headers.to_vec();
+    if !h.iter().any(|(n, _)| n.eq_ignore_ascii_case("connection")) {
+        h.push(("Connection", "keep-alive"));
+    }
+    build_request(method, path, &h, body)
+}
+
+fn get_req(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
+    keep("GET", path, headers, b"")
+}
+
+/// Fill `path` in the cache (MISS, then a HIT to be sure the memory tier has it).
+fn warm(port: u16, path: &str) -> Response {
+    let first = get(port, path);
+    assert_eq!(xc(&first), "MISS");
+    let hit = get(port, path);
+    assert_eq!(xc(&hit), "HIT");
+    hit
+}
+
+fn wait_lines(path: &std::path::Path, n: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        if lines.len() >= n || Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn pipelined_hits_are_answered_in_order() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    let a = warm(p.port, "/a");
+    let b = warm(p.port, "/b");
+    let mut conn = Connection::connect(p.port);
+    let mut batch = Vec::new();
+    for path in ["/a", "/b", "/a", "/b", "/a"] {
+        batch.extend(get_req(path, &[]));
+    }
+    conn.send(&batch);
+    for want in [&a, &b, &a, &b, &a] {
+        let r = conn.read_response(false);
+        assert_eq!((r.status, xc(&r)), (200, "HIT"));
+        assert_eq!(r.body, want.body);
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    // the connection is still usable
+    conn.send(&get_req("/a", &[]));
+    assert_eq!(conn.read_response(false).body, a.body);
+}
+
+#[test]
+fn hits_and_misses_share_one_connection() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    let a = warm(p.port, "/a");
+    let mut conn = Connection::connect(p.port);
+    // HIT (front), MISS (Pingora), HIT (front again), a POST with a body (Pingora), HIT
+    conn.send(&get_req("/a", &[]));
+    let r = conn.read_response(false);
+    assert_eq!((xc(&r), r.body.clone()), ("HIT", a.body.clone()));
+    conn.send(&get_req("/new", &[]));
+    let r = conn.read_response(false);
+    assert_eq!((r.status, xc(&r)), (200, "MISS"));
+    assert_eq!(r.json()["uri"], "/new");
+    conn.send(&get_req("/a", &[]));
+    let r = conn.read_response(false);
+    assert_eq!((xc(&r), r.body.clone()), ("HIT", a.body.clone()));
+    conn.send(&keep("POST", "/a", &[], b"GET /a HTTP/1.1\r\n\r\n"));
+    let r = conn.read_response(false);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json()["method"], "POST");
+    assert_eq!(r.json()["body_len"], 19, "{}", r.text());
+    conn.send(&get_req("/new", &[]));
+    let r = conn.read_response(false);
+    assert_eq!((r.status, xc(&r)), (200, "HIT"));
+    assert_eq!(r.json()["uri"], "/new");
+    assert!(!conn.is_closed_by_peer(Duration::from_millis(100)));
+}
+
+#[test]
+fn a_miss_pipelined_behind_a_hit_is_answered() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    let a = warm(p.port, "/a");
+    let mut conn = Connection::connect(p.port);
+    let mut batch = get_req("/a", &[]);
+    batch.extend(get_req("/other", &[]));
+    conn.send(&batch);
+    let r = conn.read_response(false);
+    assert_eq!((xc(&r), r.body.clone()), ("HIT", a.body.clone()));
+    let r = conn.read_response(false);
+    assert_eq!((r.status, xc(&r)), (200, "MISS"));
+    assert_eq!(r.json()["uri"], "/other");
+}
+
+#[test]
+fn a_head_split_across_writes_is_reassembled() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    let a = warm(p.port, "/a");
+    let mut conn = Connection::connect(p.port);
+    let raw = get_req("/a", &[("X-Tag", "split")]);
+    for part in raw.chunks(7) {
+        conn.send(part);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let r = conn.read_response(false);
+    assert_eq!((r.status, xc(&r)), (200, "HIT"));
+    assert_eq!(r.body, a.body);
+}
+
+#[test]
+fn connection_close_and_http10_are_honoured_on_hits() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    let a = warm(p.port, "/a");
+
+    // HTTP/1.1 with `Connection: close`: answered, announced, closed.
+    let mut conn = Connection::connect(p.port);
+    conn.send(&get_req("/a", &[("Connection", "close")]));
+    let r = conn.read_response(false);
+    assert_eq!((xc(&r), r.header("connection")), ("HIT", Some("close")));
+    assert_eq!(r.body, a.body);
+    assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
+
+    // HTTP/1.0 without keep-alive: closed after the answer.
+    let mut conn = Connection::connect(p.port);
+    conn.send(b"GET /a HTTP/1.0\r\n\r\n");
+    let r = conn.read_response(false);
+    assert_eq!((xc(&r), r.header("connection")), ("HIT", Some("close")));
+    assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
+
+    // HTTP/1.0 asking for keep-alive keeps the connection.
+    let mut conn = Connection::connect(p.port);
+    for _ in 0..2 {
+        conn.send(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
+        let r = conn.read_response(false);
+        assert_eq!(
+            (xc(&r), r.header("connection")),
+            ("HIT", Some("keep-alive"))
+        );
+        assert_eq!(r.body, a.body);
+    }
+}
+
+#[test]
+fn head_hit_and_large_hit_are_exact() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    // 200 KiB: above the front's single-write copy (16 KiB), within the tier (256 KiB entries)
+    let big = [("X-Origin-Body-Size", "200000")];
+    assert_eq!(xc(&get_with(p.port, "/big", &big)), "MISS");
+    let mut conn = Connection::connect(p.port);
+    for _ in 0..2 {
+        conn.send(&get_req("/big", &[]));
+        let r = conn.read_response(false);
+        assert_eq!((r.status, xc(&r)), (200, "HIT"));
+        assert_eq!(r.body, pattern_body(200_000));
+        assert_eq!(r.header("content-length"), Some("200000"));
+        conn.send(&keep("HEAD", "/big", &[], b""));
+        let r = conn.read_response(true);
+        assert_eq!((r.status, xc(&r)), (200, "HIT"));
+        assert_eq!(r.header("content-length"), Some("200000"));
+    }
+    // nothing followed the HEAD answer: the next response parses cleanly
+    conn.send(&get_req("/big", &[]));
+    assert_eq!(conn.read_response(false).body.len(), 200_000);
+}
+
+#[test]
+fn malformed_and_oversized_heads_still_get_pingoras_answers() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    warm(p.port, "/a");
+    let r = request(p.port, b"GARBAGE\r\n\r\n");
+    assert_eq!(r.status, 400);
+    let long = format!("/a?{}", "x".repeat(9000));
+    let r = get(p.port, &long);
+    assert_eq!(r.status, 414);
+    let r = request(p.port, b"GET /a HTTP/1.1\r\n\r\n");
+    assert_eq!(r.status, 400, "HTTP/1.1 without Host");
+    let r = request(
+        p.port,
+        b"GET /a HTTP/1.1\r\nHost: a\r\nHost: b\r\nConnection: close\r\n\r\n",
+    );
+    assert_eq!(r.status, 400, "two Host fields");
+}
+
+#[test]
+fn front_hits_are_logged_and_counted() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    warm(p.port, "/a");
+    let r = get_with(p.port, "/a", &[("X-Tag", "front")]);
+    assert_eq!(xc(&r), "HIT");
+    let r = head_with(p.port, "/a", &[("X-Tag", "head")]);
+    assert_eq!(xc(&r), "HIT");
+    let lines = wait_lines(&p.path("access.log"), 4);
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    let len = r.header("content-length").unwrap_or("?").to_string();
+    assert_eq!(
+        lines[0],
+        format!("GET /a HTTP/1.1 200 {len} MISS 127.0.0.1 -")
+    );
+    assert_eq!(
+        lines[2],
+        format!("GET /a HTTP/1.1 200 {len} HIT 127.0.0.1 front")
+    );
+    assert_eq!(lines[3], "HEAD /a HTTP/1.1 200 0 HIT 127.0.0.1 head");
+    let m = get(p.port2, "/metrics").text();
+    let hits = m
+        .lines()
+        .find(|l| l.starts_with("outrigger_cache_requests_total") && l.contains("\"HIT\""))
+        .unwrap_or_else(|| panic!("no HIT counter:\n{m}"));
+    assert!(hits.ends_with(" 3"), "{hits}");
+}
