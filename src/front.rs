@@ -39,8 +39,18 @@ pub struct Front {
     pub state: Arc<ArcSwap<State>>,
 }
 
-/// A HIT answered: the bytes its request used, keep-alive, and a body to send after the head.
-type Answer = (usize, bool, Option<Bytes>);
+/// A HIT ready to send: its response in the front's output buffer, and what is needed to log
+/// it once sent.
+struct Answered {
+    /// Bytes of the connection buffer the request used.
+    used: usize,
+    keepalive: bool,
+    /// A body too large to copy behind the head, written after it.
+    tail: Option<Bytes>,
+    req: RequestHeader,
+    ctx: Ctx,
+    hot: Hot,
+}
 
 /// What the front does with a parsed head.
 enum Next {
@@ -71,24 +81,40 @@ impl ServerApp for Front {
         };
         let mut buf = BytesMut::with_capacity(4096);
         let mut out = BytesMut::new();
+        let mut stopping = shutdown.clone();
         loop {
             // Read until a whole head is buffered (or it is not ours to parse).
             let next = loop {
                 if !buf.is_empty() {
                     match self.answer(&buf, conn, shutdown, &mut out) {
-                        Some(Ok((used, keepalive, tail))) => {
+                        Some(Ok(a)) => {
                             let sent = async {
                                 stream.write_all(&out).await?;
-                                if let Some(tail) = tail {
-                                    stream.write_all(&tail).await?;
+                                if let Some(tail) = &a.tail {
+                                    stream.write_all(tail).await?;
                                 }
                                 stream.flush().await
-                            };
-                            if sent.await.is_err() {
+                            }
+                            .await
+                            .is_ok();
+                            a.hot.touch(&a.ctx);
+                            log_request(&RequestVars {
+                                req: &a.req,
+                                conn,
+                                ctx: &a.ctx,
+                                resp: Some(&a.hot.header),
+                                body_bytes_sent: match a.hot.body() {
+                                    Some(b) if sent => b.len(),
+                                    _ => 0,
+                                },
+                            });
+                            if !sent {
                                 return None;
                             }
-                            let _ = buf.split_to(used);
-                            break Next::Answered { keepalive };
+                            let _ = buf.split_to(a.used);
+                            break Next::Answered {
+                                keepalive: a.keepalive,
+                            };
                         }
                         Some(Err(())) => break Next::HandOff,
                         // partial head
@@ -99,7 +125,22 @@ impl ServerApp for Front {
                 if buf.capacity() - buf.len() < 1024 {
                     buf.reserve(4096);
                 }
-                match tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut buf)).await {
+                let idle = buf.is_empty();
+                let read = tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut buf));
+                let read = if idle {
+                    // Idle between requests: a shutdown closes the connection at once (as
+                    // Pingora does with its idle keep-alive connections).
+                    if *stopping.borrow() {
+                        return None;
+                    }
+                    tokio::select! {
+                        r = read => r,
+                        _ = stopping.changed() => return None,
+                    }
+                } else {
+                    read.await
+                };
+                match read {
                     Ok(Ok(n)) if n > 0 => {}
                     // closed, failed or idle too long
                     _ => return None,
@@ -113,6 +154,9 @@ impl ServerApp for Front {
                     session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE.as_secs()));
                     session.set_pipelined_prefix(std::mem::take(&mut buf));
                     let reused = self.proxy.process_new_http(session, shutdown).await?;
+                    // The persistent settings carry nothing we use: pipelining stays off in
+                    // Pingora's sessions (bytes read past a request end the connection there),
+                    // no request limit, no connection context.
                     stream = reused.consume().0;
                     buf = BytesMut::with_capacity(4096);
                 }
@@ -127,16 +171,14 @@ impl ServerApp for Front {
 
 impl Front {
     /// Parse the head at the start of `buf` and, for a fresh memory-tier HIT, put the
-    /// response in `out`. `None`: the head is incomplete; `Err`: Pingora handles it; `Ok`: the
-    /// bytes the request used, whether the connection stays open, and a body too large to
-    /// copy into `out` (sent after it).
+    /// response in `out`. `None`: the head is incomplete; `Err`: Pingora handles it.
     fn answer(
         &self,
         buf: &[u8],
         conn: Conn,
         shutdown: &ShutdownWatch,
         out: &mut BytesMut,
-    ) -> Option<Result<Answer, ()>> {
+    ) -> Option<Result<Answered, ()>> {
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut parsed = httparse::Request::new(&mut fields);
         let used = match parsed.parse(buf) {
@@ -154,7 +196,7 @@ impl Front {
         conn: Conn,
         shutdown: &ShutdownWatch,
         out: &mut BytesMut,
-    ) -> Result<Answer, ()> {
+    ) -> Result<Answered, ()> {
         let method = match parsed.method {
             Some("GET") => Method::GET,
             Some("HEAD") => Method::HEAD,
@@ -170,7 +212,7 @@ impl Front {
             _ => return Err(()),
         };
         // Requests with a body, an upgrade or an expectation are Pingora's.
-        let mut keepalive = version == Version::HTTP_11;
+        let (mut close, mut keep) = (false, false);
         for f in parsed.headers.iter() {
             let n = f.name.as_bytes();
             if n.eq_ignore_ascii_case(b"transfer-encoding")
@@ -183,11 +225,8 @@ impl Front {
             if n.eq_ignore_ascii_case(b"connection") {
                 for token in f.value.split(|b| *b == b',') {
                     let token = token.trim_ascii();
-                    if token.eq_ignore_ascii_case(b"close") {
-                        keepalive = false;
-                    } else if token.eq_ignore_ascii_case(b"keep-alive") {
-                        keepalive = true;
-                    }
+                    close |= token.eq_ignore_ascii_case(b"close");
+                    keep |= token.eq_ignore_ascii_case(b"keep-alive");
                 }
             }
         }
@@ -205,18 +244,38 @@ impl Front {
         let mut ctx = Ctx::new(self.state.load_full());
         route(&req, &mut ctx).map_err(|_| ())?;
         let hot = serve::lookup_hot(&req, conn, &mut ctx).ok_or(())?;
-        let keepalive = keepalive && !*shutdown.borrow();
+        if !framed_by_us(&hot) {
+            return Err(());
+        }
+        // `close` wins over `keep-alive` (RFC 9112 §9.6); HTTP/1.0 keeps only when asked.
+        let keepalive = !close && (keep || version == Version::HTTP_11) && !*shutdown.borrow();
         let tail = write_response(&hot, keepalive, out);
-        hot.touch(&ctx);
-        log_request(&RequestVars {
-            req: &req,
-            conn,
-            ctx: &ctx,
-            resp: Some(&hot.header),
-            body_bytes_sent: hot.body().map_or(0, |b| b.len()),
-        });
-        Ok((used, keepalive, tail))
+        Ok(Answered {
+            used,
+            keepalive,
+            tail,
+            req,
+            ctx,
+            hot,
+        })
     }
+}
+
+/// Whether the front can send `hot`'s header as it is: `Content-Length` (set when the entry
+/// was stored) still matches the body, and no header rule set `Date`, `Connection` or
+/// `Transfer-Encoding`, which the front writes itself. Otherwise Pingora's session, which
+/// reconciles them, sends it.
+fn framed_by_us(hot: &Hot) -> bool {
+    let h = &hot.header.headers;
+    let len = h
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    len == Some(hot.entry.body.len())
+        && h.get_all(header::CONTENT_LENGTH).iter().count() == 1
+        && ![header::DATE, header::CONNECTION, header::TRANSFER_ENCODING]
+            .iter()
+            .any(|n| h.contains_key(n))
 }
 
 /// Serialise `hot` as Pingora's HTTP/1 session would (its `Date` and `Connection`); a body

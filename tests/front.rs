@@ -250,3 +250,75 @@ fn front_hits_are_logged_and_counted() {
         .unwrap_or_else(|| panic!("no HIT counter:\n{m}"));
     assert!(hits.ends_with(" 3"), "{hits}");
 }
+
+/// `Connection: close` wins over `keep-alive` in the same request (RFC 9112 §9.6).
+#[test]
+fn close_wins_over_keep_alive() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    warm(p.port, "/a");
+    let mut conn = Connection::connect(p.port);
+    conn.send(&get_req("/a", &[("Connection", "close, keep-alive")]));
+    let r = conn.read_response(false);
+    assert_eq!((xc(&r), r.header("connection")), ("HIT", Some("close")));
+    assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
+    let mut conn = Connection::connect(p.port);
+    conn.send(&get_req(
+        "/a",
+        &[("Connection", "keep-alive"), ("Connection", "close")],
+    ));
+    let r = conn.read_response(false);
+    assert_eq!((xc(&r), r.header("connection")), ("HIT", Some("close")));
+    assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
+}
+
+/// Header rules that touch the framing headers: the HIT is still framed correctly (the front
+/// leaves such responses to Pingora's session) and the connection stays coherent.
+#[test]
+fn rules_on_framing_headers_keep_responses_framed() {
+    let origin = start_origin();
+    let cfg = config(&origin.addr()).replace(
+        "    add_header: {X-Proxy-Cache: $upstream_cache_status}\n",
+        "    add_header: {X-Proxy-Cache: $upstream_cache_status, Connection: upgrade}\n    hide_header: [Content-Length]\n",
+    );
+    let p = start_proxy(&cfg);
+    let first = get(p.port, "/a");
+    assert_eq!((first.status, xc(&first)), (200, "MISS"));
+    for _ in 0..2 {
+        let mut conn = Connection::connect(p.port);
+        conn.send(&get_req("/a", &[]));
+        let r = conn.read_response(false);
+        assert_eq!((r.status, xc(&r)), (200, "HIT"));
+        assert_eq!(r.body, first.body);
+        // without a length the body ends with the connection (Pingora's session still says
+        // `keep-alive` in that case; the body is delimited by the close all the same)
+        assert_eq!(r.header("content-length"), None);
+        assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
+    }
+}
+
+/// SIGTERM while a slow request is in flight: an idle keep-alive connection is closed at
+/// once (as Pingora closes its idle ones), the slow request completes.
+#[test]
+fn shutdown_closes_idle_keep_alive_connections() {
+    let origin = start_origin();
+    let mut p = start_proxy(&config(&origin.addr()));
+    warm(p.port, "/a");
+    let mut idle = Connection::connect(p.port);
+    idle.send(&get_req("/a", &[]));
+    assert_eq!(xc(&idle.read_response(false)), "HIT");
+    let port = p.port;
+    let slow = std::thread::spawn(move || {
+        get_with(port, "/slow", &[("X-Origin-Sleep-Ms", "2000")]).status
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    p.signal(libc::SIGTERM);
+    assert!(
+        idle.is_closed_by_peer(Duration::from_millis(1000)),
+        "idle keep-alive connection still open after SIGTERM"
+    );
+    assert_eq!(slow.join().expect("slow request"), 200);
+    assert!(p
+        .wait_exit(Duration::from_secs(5))
+        .is_some_and(|s| s.success()));
+}
