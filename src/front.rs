@@ -243,10 +243,10 @@ impl Front {
             .map_err(|_| ())?;
         let mut ctx = Ctx::new(self.state.load_full());
         route(&req, &mut ctx).map_err(|_| ())?;
-        let hot = serve::lookup_hot(&req, conn, &mut ctx).ok_or(())?;
-        if !framed_by_us(&hot) {
+        if !framed_by_us(&ctx) {
             return Err(());
         }
+        let hot = serve::lookup_hot(&req, conn, &mut ctx).ok_or(())?;
         // `close` wins over `keep-alive` (RFC 9112 §9.6); HTTP/1.0 keeps only when asked.
         let keepalive = !close && (keep || version == Version::HTTP_11) && !*shutdown.borrow();
         let tail = write_response(&hot, keepalive, out);
@@ -261,21 +261,19 @@ impl Front {
     }
 }
 
-/// Whether the front can send `hot`'s header as it is: `Content-Length` (set when the entry
-/// was stored) still matches the body, and no header rule set `Date`, `Connection` or
+/// Whether the front can send `hot`'s header as it is: no header rule of its location names
+/// `Content-Length` (set when the entry was stored), `Date`, `Connection` or
 /// `Transfer-Encoding`, which the front writes itself. Otherwise Pingora's session, which
 /// reconciles them, sends it.
-fn framed_by_us(hot: &Hot) -> bool {
-    let h = &hot.header.headers;
-    let len = h
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<usize>().ok());
-    len == Some(hot.entry.body.len())
-        && h.get_all(header::CONTENT_LENGTH).iter().count() == 1
-        && ![header::DATE, header::CONNECTION, header::TRANSFER_ENCODING]
-            .iter()
-            .any(|n| h.contains_key(n))
+fn framed_by_us(ctx: &Ctx) -> bool {
+    ctx.location().is_none_or(|l| {
+        !l.headers.names_any(&[
+            header::CONTENT_LENGTH,
+            header::DATE,
+            header::CONNECTION,
+            header::TRANSFER_ENCODING,
+        ])
+    })
 }
 
 /// Serialise `hot` as Pingora's HTTP/1 session would (its `Date` and `Connection`); a body

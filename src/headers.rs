@@ -85,6 +85,16 @@ impl HeaderRules {
             .any(|h| h.value.reads_response())
     }
 
+    /// Whether any rule sets, adds or hides one of `names`.
+    pub fn names_any(&self, names: &[HeaderName]) -> bool {
+        self.add
+            .iter()
+            .chain(&self.set)
+            .map(|h| &h.name)
+            .chain(&self.hide)
+            .any(|n| names.contains(n))
+    }
+
     pub fn is_empty(&self) -> bool {
         self.expires.is_none()
             && self.expires_if.is_empty()
