@@ -9,7 +9,8 @@
 
 use crate::cache::serve::{self, Hot};
 use crate::context::{Conn, Ctx, RequestVars, State};
-use crate::proxy::{log_request, route, App};
+use crate::proxy::{check_request_head, enter, log_request, App};
+use crate::uri;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -70,6 +71,10 @@ impl ServerApp for Front {
         if stream.get_ssl_digest().is_some()
             || matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
         {
+            return self.proxy.process_new(stream, shutdown).await;
+        }
+        if !self.state.load().cfg.zones.iter().any(|z| z.memory > 0) {
+            // No memory tier, nothing for the front to answer.
             return self.proxy.process_new(stream, shutdown).await;
         }
         let digest = stream.get_socket_digest();
@@ -230,6 +235,20 @@ impl Front {
                 }
             }
         }
+        // Only a location caching in a memory tier can be answered here; anything else goes to
+        // Pingora before any more work.
+        let state = self.state.load_full();
+        let raw_path = path.split_once('?').map_or(path, |(p, _)| p);
+        let norm = uri::normalize(raw_path).map_err(|_| ())?;
+        let loc = state.cfg.router.find(&norm).ok_or(())?;
+        let cfg = &state.cfg;
+        if cfg.locations[loc]
+            .cache
+            .as_ref()
+            .is_none_or(|c| cfg.zones[c.zone].memory == 0)
+        {
+            return Err(());
+        }
         let mut req =
             RequestHeader::build_no_case(method, path.as_bytes(), Some(parsed.headers.len()))
                 .map_err(|_| ())?;
@@ -241,8 +260,12 @@ impl Front {
         }
         pingora_core::protocols::http::authority::validate_request_authority(&req)
             .map_err(|_| ())?;
-        let mut ctx = Ctx::new(self.state.load_full());
-        route(&req, &mut ctx).map_err(|_| ())?;
+        if check_request_head(&req).is_some() || req.uri.path() != raw_path {
+            return Err(());
+        }
+        let mut ctx = Ctx::new(state);
+        ctx.path = norm;
+        enter(&req, &mut ctx, loc);
         if !framed_by_us(&ctx) {
             return Err(());
         }

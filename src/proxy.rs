@@ -37,7 +37,7 @@ const MAX_HEAD_LINE: usize = 8 * 1024;
 
 /// Request-head checks NGINX makes and Pingora does not: 414 for a request line over 8 KiB,
 /// 400 for a header line over 8 KiB, 400 for HTTP/1.1 without `Host`.
-fn check_request_head(req: &RequestHeader) -> Option<u16> {
+pub fn check_request_head(req: &RequestHeader) -> Option<u16> {
     let target_len = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
     if target_len + req.method.as_str().len() + 10 > MAX_HEAD_LINE {
         return Some(414);
@@ -66,9 +66,14 @@ pub fn route(req: &RequestHeader, ctx: &mut Ctx) -> std::result::Result<usize, u
         return Err(status);
     }
     ctx.path = uri::normalize(req.uri.path()).map_err(|_| 400u16)?;
-    let cfg = &ctx.state.cfg;
-    let loc = cfg.router.find(&ctx.path).ok_or(404u16)?;
-    let location = &cfg.locations[loc];
+    let loc = ctx.state.cfg.router.find(&ctx.path).ok_or(404u16)?;
+    enter(req, ctx, loc);
+    Ok(loc)
+}
+
+/// The request enters location `loc`: its upstream and negotiated encoding.
+pub fn enter(req: &RequestHeader, ctx: &mut Ctx, loc: usize) {
+    let location = &ctx.state.cfg.locations[loc];
     ctx.encoding = location
         .compress
         .as_ref()
@@ -77,7 +82,6 @@ pub fn route(req: &RequestHeader, ctx: &mut Ctx) -> std::result::Result<usize, u
         ctx.upstream = Some(p.upstream);
     }
     ctx.location = Some(loc);
-    Ok(loc)
 }
 
 /// Count a finished request in the metrics and write its access-log line.
