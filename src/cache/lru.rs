@@ -8,10 +8,10 @@
 //! its `combined_bin()` is the id again: what the store's `purge` looks up.
 
 use async_trait::async_trait;
+use hashbrown::HashTable;
 use pingora_cache::eviction::{CacheEntryKey, CacheEntryKeyRef, EvictionManager};
 use pingora_cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
 use pingora_error::Result;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::SystemTime;
@@ -27,9 +27,16 @@ struct Node {
     weight: usize,
 }
 
+/// The table's hash of an id: ids are already uniform hashes (blake2b), their first 8 bytes do.
+fn hash(id: &HashBinary) -> u64 {
+    let [a, b, c, d, e, f, g, h, ..] = *id;
+    u64::from_le_bytes([a, b, c, d, e, f, g, h])
+}
+
 #[derive(Default)]
 struct List {
-    index: HashMap<HashBinary, u32>,
+    /// Slots in `nodes`, found by their node's id: 4 bytes a bucket.
+    index: HashTable<u32>,
     nodes: Vec<Node>,
     /// Slots of removed nodes, reused first.
     free: Vec<u32>,
@@ -70,8 +77,14 @@ impl List {
         self.head = Some(i);
     }
 
+    fn slot(&self, id: &HashBinary) -> Option<u32> {
+        self.index
+            .find(hash(id), |&i| self.nodes[i as usize].id == *id)
+            .copied()
+    }
+
     fn promote(&mut self, id: &HashBinary) -> bool {
-        let Some(&i) = self.index.get(id) else {
+        let Some(i) = self.slot(id) else {
             return false;
         };
         if self.head != Some(i) {
@@ -84,7 +97,7 @@ impl List {
     /// Set the entry's weight (adding it when new) and make it the most recently used. Returns
     /// its previous weight, `None` when it is new.
     fn upsert(&mut self, id: HashBinary, weight: usize) -> Option<usize> {
-        if let Some(&i) = self.index.get(&id) {
+        if let Some(i) = self.slot(&id) {
             let old = std::mem::replace(&mut self.nodes[i as usize].weight, weight);
             self.weight = self.weight - old + weight;
             self.promote(&id);
@@ -106,14 +119,21 @@ impl List {
                 (self.nodes.len() - 1) as u32
             }
         };
-        self.index.insert(id, i);
+        let nodes = &self.nodes;
+        self.index
+            .insert_unique(hash(&id), i, |&j| hash(&nodes[j as usize].id));
         self.push_front(i);
         self.weight += weight;
         None
     }
 
     fn remove(&mut self, id: &HashBinary) -> Option<usize> {
-        let i = self.index.remove(id)?;
+        let nodes = &self.nodes;
+        let (i, _) = self
+            .index
+            .find_entry(hash(id), |&i| nodes[i as usize].id == *id)
+            .ok()?
+            .remove();
         self.unlink(i);
         let weight = std::mem::take(&mut self.nodes[i as usize].weight);
         self.weight -= weight;
@@ -218,7 +238,7 @@ impl EvictionManager for Lru {
     ) -> Vec<CacheEntryKey> {
         let id = id_of(item.key());
         let mut list = self.list();
-        let old = list.index.get(&id).map(|&i| list.nodes[i as usize].weight);
+        let old = list.slot(&id).map(|i| list.nodes[i as usize].weight);
         let grown = old.unwrap_or(0).saturating_add(delta);
         let weight = match max_weight {
             Some(m) => grown.min(m).max(old.unwrap_or(0)),
@@ -243,7 +263,7 @@ impl EvictionManager for Lru {
     }
 
     fn peek(&self, item: &CacheEntryKey) -> bool {
-        self.list().index.contains_key(&id_of(item.key()))
+        self.list().slot(&id_of(item.key())).is_some()
     }
 
     /// Not kept across restarts: the store rebuilds the order from the files on disk.
