@@ -145,6 +145,55 @@ fn memory_respects_encoding_variants() {
     assert_eq!(hits(&origin, "/v"), 3);
 }
 
+/// Every encoding variant of a URI goes with one PURGE and with one POST (the store derives
+/// the ids of variants by encoding instead of recording them).
+#[test]
+fn purge_and_post_drop_every_encoding_variant() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), ""));
+    let body = [("X-Origin-Body-Size", "4000")];
+    let with = |ae: &'static str| {
+        let mut h = body.to_vec();
+        if !ae.is_empty() {
+            h.push(("Accept-Encoding", ae));
+        }
+        h
+    };
+    let encodings = ["", "gzip", "zstd"];
+    for round in 0..2 {
+        for ae in encodings {
+            assert_eq!(
+                xc(&get_with(p.port, "/pv", &with(ae))),
+                "MISS",
+                "{ae:?} round {round}"
+            );
+            assert_eq!(
+                xc(&get_with(p.port, "/pv", &with(ae))),
+                "HIT",
+                "{ae:?} round {round}"
+            );
+        }
+        let r = if round == 0 {
+            send(p.port, "PURGE", "/pv", &[], b"")
+        } else {
+            send(p.port, "POST", "/pv", &[], b"{}")
+        };
+        assert_eq!(r.status, 200);
+        for ae in encodings {
+            assert_eq!(
+                xc(&get_with(p.port, "/pv", &with(ae))),
+                "MISS",
+                "{ae:?} after round {round}"
+            );
+        }
+        // and again for the next round: every variant stored anew
+        if round == 0 {
+            let again = send(p.port, "PURGE", "/pv", &[], b"");
+            assert_eq!(again.status, 200);
+        }
+    }
+}
+
 #[test]
 fn memory_respects_vary() {
     let origin = start_origin();

@@ -245,17 +245,26 @@ fn vary_variance(
 /// The variance of a request whose only varying header is its negotiated encoding: the same
 /// hash as the general path in [`variance`], computed once per process for each token.
 fn encoding_variance(encoding: &str) -> Option<HashBinary> {
-    fn hash(e: &str) -> Option<HashBinary> {
-        let mut vb = VarianceBuilder::new();
-        vb.add_value("accept-encoding", e);
-        vb.finalize()
-    }
-    static KNOWN: Lazy<[(&str, Option<HashBinary>); 4]> =
-        Lazy::new(|| ["identity", "gzip", "br", "zstd"].map(|e| (e, hash(e))));
-    match KNOWN.iter().find(|(e, _)| *e == encoding) {
+    match KNOWN_ENCODINGS.iter().find(|(e, _)| *e == encoding) {
         Some((_, h)) => *h,
-        None => hash(encoding),
+        None => encoding_hash(encoding),
     }
+}
+
+fn encoding_hash(e: &str) -> Option<HashBinary> {
+    let mut vb = VarianceBuilder::new();
+    vb.add_value("accept-encoding", e);
+    vb.finalize()
+}
+
+/// The variances of the encodings outrigger negotiates, hashed once per process.
+static KNOWN_ENCODINGS: Lazy<[(&str, Option<HashBinary>); 4]> =
+    Lazy::new(|| ["identity", "gzip", "br", "zstd"].map(|e| (e, encoding_hash(e))));
+
+/// The variances that depend on the negotiated encoding alone (no other `Vary`): a store can
+/// derive a primary key's variants of this kind instead of recording them.
+pub fn encoding_variances() -> impl Iterator<Item = HashBinary> {
+    KNOWN_ENCODINGS.iter().filter_map(|(_, h)| *h)
 }
 
 /// `$upstream_cache_status` from the cache phase.

@@ -7,6 +7,7 @@
 //! eviction (through the zone's LRU, `lru`), `inactive` expiry and restart recovery. A hit reads
 //! and deserialises the entry's metadata (`CacheMeta` is not `Clone`, so it is not kept parsed).
 
+use crate::cache::policy;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora_cache::eviction::EvictionManager;
@@ -335,7 +336,8 @@ pub struct DiskStorage {
     max_entry_size: Option<u64>,
     index: RwLock<HashMap<HashBinary, Arc<Entry>>>,
     /// Combined ids of the variants (entries with a variance) stored under a primary key; an
-    /// entry without one has the primary as its id and needs no record here. Inline for one
+    /// entry without one has the primary as its id, and one varying by encoding alone has an
+    /// id derived from the primary (`remove_primary`): neither needs a record here. Inline for one
     /// variant: no allocation per key (S7 bench).
     variants: RwLock<HashMap<HashBinary, SmallVec<[HashBinary; 1]>>>,
     bytes: AtomicU64,
@@ -414,7 +416,12 @@ impl DiskStorage {
             self.bytes.fetch_sub(old.file_len(), Ordering::Relaxed);
         }
         self.bytes.fetch_add(entry.file_len(), Ordering::Relaxed);
-        if id != primary {
+        // Variants by encoding alone are derived when needed (`remove_primary`), not recorded:
+        // every compressible response a compressing location stores is one.
+        let derivable = entry
+            .variance
+            .is_some_and(|v| policy::encoding_variances().any(|e| e == v));
+        if id != primary && !derivable {
             if let Ok(mut v) = self.variants.write() {
                 let list = v.entry(primary).or_default();
                 if !list.contains(&id) {
@@ -465,6 +472,17 @@ impl DiskStorage {
             .unwrap_or_default();
         if !ids.contains(primary) {
             ids.push(*primary);
+        }
+        for v in policy::encoding_variances() {
+            let id = CompactCacheKey {
+                primary: *primary,
+                variance: Some(Box::new(v)),
+                user_tag: Box::default(),
+            }
+            .combined_bin();
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
         }
         let mut any = false;
         for id in ids {
