@@ -322,3 +322,42 @@ fn shutdown_closes_idle_keep_alive_connections() {
         .wait_exit(Duration::from_secs(5))
         .is_some_and(|s| s.success()));
 }
+
+/// A config reload reaches the front at once: the next HIT on an open connection carries the
+/// new header rules, from the same stored entry.
+#[test]
+fn hits_follow_a_reload_on_an_open_connection() {
+    let origin = start_origin();
+    let cfg = config(&origin.addr()).replace(
+        "add_header: {X-Proxy-Cache: $upstream_cache_status}",
+        "add_header: {X-Proxy-Cache: $upstream_cache_status, X-Marker: one}",
+    );
+    let cfg = format!("reload: {{watch: on, interval: 200ms}}\n{cfg}");
+    let p = start_proxy(&cfg);
+    let a = warm(p.port, "/a");
+    assert_eq!(a.header("x-marker"), Some("one"));
+    let mut conn = Connection::connect(p.port);
+    conn.send(&get_req("/a", &[]));
+    assert_eq!(conn.read_response(false).header("x-marker"), Some("one"));
+    let text = std::fs::read_to_string(&p.config_path).expect("config");
+    std::fs::write(
+        &p.config_path,
+        text.replace("X-Marker: one", "X-Marker: two"),
+    )
+    .expect("edit");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        conn.send(&get_req("/a", &[]));
+        let r = conn.read_response(false);
+        assert_eq!((xc(&r), r.body.clone()), ("HIT", a.body.clone()));
+        if r.header("x-marker") == Some("two") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload never reached the front"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(origin.recorded().len(), 1, "the entry survived the reload");
+}
