@@ -125,7 +125,7 @@ impl VarSource for WithUri<'_> {
 }
 
 /// The connection a request came on (`$remote_addr`, `$remote_port`, `$server_port`).
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub struct Conn<'a> {
     pub client: Option<&'a SocketAddr>,
     pub server: Option<&'a SocketAddr>,

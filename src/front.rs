@@ -29,7 +29,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 const KEEPALIVE: Duration = Duration::from_secs(60);
 /// Header fields parsed on the stack; a request with more goes to Pingora.
 const MAX_FIELDS: usize = 64;
-/// A head not complete within this many bytes goes to Pingora (which answers 400/414).
+/// A head not complete within this many bytes goes to Pingora (which applies its own limits:
+/// 400/414 for a line over 8 KiB, `check_request_head`).
 const MAX_HEAD: usize = 16 * 1024;
 /// Bodies up to this size are copied behind the header for a single write.
 const COALESCE: usize = 16 * 1024;
@@ -68,13 +69,10 @@ impl ServerApp for Front {
         mut stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // Only plain TCP listeners exist today; a TLS or HTTP/2 stream would be Pingora's.
         if stream.get_ssl_digest().is_some()
             || matches!(stream.selected_alpn_proto(), Some(ALPN::H2))
         {
-            return self.proxy.process_new(stream, shutdown).await;
-        }
-        if !self.state.load().cfg.zones.iter().any(|z| z.memory > 0) {
-            // No memory tier, nothing for the front to answer.
             return self.proxy.process_new(stream, shutdown).await;
         }
         let digest = stream.get_socket_digest();
@@ -84,12 +82,18 @@ impl ServerApp for Front {
             client: client.as_ref(),
             server: server.as_ref(),
         };
+        // Without a memory tier there is nothing for the front to answer: it only waits for
+        // each request (idle timeout, shutdown) and hands the bytes to Pingora unparsed.
+        let parse = self.state.load().cfg.zones.iter().any(|z| z.memory > 0);
         let mut buf = BytesMut::with_capacity(4096);
         let mut out = BytesMut::new();
         let mut stopping = shutdown.clone();
         loop {
             // Read until a whole head is buffered (or it is not ours to parse).
             let next = loop {
+                if !buf.is_empty() && !parse {
+                    break Next::HandOff;
+                }
                 if !buf.is_empty() {
                     match self.answer(&buf, conn, shutdown, &mut out) {
                         Some(Ok(a)) => {
@@ -236,7 +240,8 @@ impl Front {
             }
         }
         // Only a location caching in a memory tier can be answered here; anything else goes to
-        // Pingora before any more work.
+        // Pingora before any more work. The steps of `proxy::route` follow, in an order that
+        // hands off before a request header is built (keep the two in step).
         let state = self.state.load_full();
         let raw_path = path.split_once('?').map_or(path, |(p, _)| p);
         let norm = uri::normalize(raw_path).map_err(|_| ())?;

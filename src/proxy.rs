@@ -60,7 +60,7 @@ pub fn check_request_head(req: &RequestHeader) -> Option<u16> {
 
 /// What every request goes through first: the head checks, URI normalisation (`ctx.path`),
 /// the location (`ctx.location`, its upstream and negotiated encoding). `Err` is the status
-/// to answer with.
+/// to answer with. `front::Front::answer_parsed` makes the same steps in its own order.
 pub fn route(req: &RequestHeader, ctx: &mut Ctx) -> std::result::Result<usize, u16> {
     if let Some(status) = check_request_head(req) {
         return Err(status);

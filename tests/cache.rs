@@ -1681,7 +1681,10 @@ fn max_entry_size_not_stored() {
 #[test]
 fn truncated_entry_file_is_a_miss() {
     let origin = start_origin();
-    let proxy = start_simple(origin.port, r#"valid: {"200": 1m}"#);
+    // the disk store alone: a memory-tier copy would (correctly) still answer
+    let mut setup = Setup::new(origin.port, vec![loc("/", r#"valid: {"200": 1m}"#)]);
+    setup.zone = "memory: 0";
+    let proxy = setup.start();
     let dir = proxy.path("cache");
     let size = [("X-Origin-Body-Size", "5000")];
     expect(&get_with(proxy.port, "/t22/a", &size), 200, "MISS", "fill");

@@ -361,3 +361,26 @@ fn hits_follow_a_reload_on_an_open_connection() {
     }
     assert_eq!(origin.recorded().len(), 1, "the entry survived the reload");
 }
+
+/// Without a memory tier the front parses nothing: it waits for each request and hands the
+/// bytes to Pingora, on the same keep-alive connection, request after request.
+#[test]
+fn without_a_memory_tier_every_request_goes_to_pingora() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()).replace("memory: 4m", "memory: 0"));
+    let mut conn = Connection::connect(p.port);
+    for (i, want) in ["MISS", "HIT", "HIT"].iter().enumerate() {
+        conn.send(&get_req("/d", &[]));
+        let r = conn.read_response(false);
+        assert_eq!((r.status, xc(&r)), (200, *want), "request {i}");
+        assert_eq!(r.header("connection"), Some("keep-alive"));
+    }
+    // a head split across writes is reassembled by Pingora from the front's bytes
+    let raw = get_req("/d", &[]);
+    for part in raw.chunks(9) {
+        conn.send(part);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert_eq!(xc(&conn.read_response(false)), "HIT");
+    assert_eq!(origin.recorded().len(), 1);
+}

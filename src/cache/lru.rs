@@ -162,8 +162,9 @@ fn id_of(k: &CompactCacheKey) -> HashBinary {
     k.combined_bin()
 }
 
-/// The key handed back for an evicted entry (see the module comment).
-fn evicted_key(id: HashBinary) -> CacheEntryKey {
+/// The key an entry is known by here, and handed back as when evicted (see the module
+/// comment); the store passes it for its own calls too.
+pub(crate) fn key_of(id: HashBinary) -> CacheEntryKey {
     CacheEntryKey::key_only(CompactCacheKey {
         primary: id,
         variance: None,
@@ -200,7 +201,7 @@ impl Lru {
             };
             self.evicted_size.fetch_add(weight, Ordering::Relaxed);
             self.evicted_items.fetch_add(1, Ordering::Relaxed);
-            out.push(evicted_key(id));
+            out.push(key_of(id));
         }
         out
     }

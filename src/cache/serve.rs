@@ -66,7 +66,7 @@ impl Hot {
         (!self.head && !self.entry.body.is_empty()).then_some(&self.entry.body)
     }
 
-    /// Count the hit in the zone's recency order (after the response is sent).
+    /// Count the hit in the zone's recency order.
     pub fn touch(&self, ctx: &Ctx) {
         if let Some(rules) = ctx.cache_rules() {
             ctx.state.zones[rules.zone]

@@ -7,7 +7,7 @@
 //! eviction (through the zone's LRU, `lru`), `inactive` expiry and restart recovery. A hit reads
 //! and deserialises the entry's metadata (`CacheMeta` is not `Clone`, so it is not kept parsed).
 
-use crate::cache::policy;
+use crate::cache::{lru, policy};
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
 use pingora_cache::eviction::EvictionManager;
@@ -17,7 +17,7 @@ use pingora_cache::storage::{
     PurgeType,
 };
 use pingora_cache::trace::SpanHandle;
-use pingora_cache::{CacheEntryKey, CacheKey, CacheMeta, Storage};
+use pingora_cache::{CacheKey, CacheMeta, Storage};
 use pingora_error::{Error, ErrorType, Result};
 use smallvec::SmallVec;
 use std::any::Any;
@@ -57,11 +57,17 @@ fn hex(b: &HashBinary) -> String {
 
 /// User tags (the names of the locations that store entries) are few: each is kept once and
 /// entries hold its index.
-static TAGS: std::sync::Mutex<Vec<Box<str>>> = std::sync::Mutex::new(Vec::new());
+/// The table only grows (names of locations, across reloads, and tags read from disk); at
+/// 65,535 names new ones share the last index (their entries then lose their tag on a rewrite
+/// and `invalidate_on_unsafe: location` misses them), far beyond any real config.
+static TAGS: RwLock<Vec<Box<str>>> = RwLock::new(Vec::new());
 
-/// The index of `tag`, added if new (`u16::MAX` once 65,535 distinct names were seen).
+/// The index of `tag`, added if new.
 fn tag_index(tag: &str) -> u16 {
-    let Ok(mut tags) = TAGS.lock() else {
+    if let Some(i) = known_tag(tag) {
+        return i;
+    }
+    let Ok(mut tags) = TAGS.write() else {
         return u16::MAX;
     };
     if let Some(i) = tags.iter().position(|t| &**t == tag) {
@@ -76,25 +82,15 @@ fn tag_index(tag: &str) -> u16 {
 
 /// The index of `tag` if any entry ever had it.
 fn known_tag(tag: &str) -> Option<u16> {
-    let tags = TAGS.lock().ok()?;
+    let tags = TAGS.read().ok()?;
     tags.iter().position(|t| &**t == tag).map(|i| i as u16)
 }
 
 fn tag_name(i: u16) -> Box<str> {
-    TAGS.lock()
+    TAGS.read()
         .ok()
         .and_then(|t| t.get(i as usize).cloned())
         .unwrap_or_default()
-}
-
-/// The key Pingora's eviction manager knows an entry by: its id alone (the zone's LRU keys
-/// entries by `combined_bin()`, which for a key without variance is its primary).
-pub fn evict_key(id: HashBinary) -> CompactCacheKey {
-    CompactCacheKey {
-        primary: id,
-        variance: None,
-        user_tag: Box::default(),
-    }
 }
 
 /// What the index knows about one stored entry: 80 bytes, no allocation of its own (S7 bench:
@@ -147,6 +143,16 @@ impl Entry {
 
     pub fn file_len(&self) -> u64 {
         self.body_offset() + self.body_len
+    }
+
+    /// The entry's id (`combined_bin()` of its key; the tag plays no part).
+    fn id(&self) -> HashBinary {
+        CompactCacheKey {
+            primary: self.primary,
+            variance: self.variance.map(Box::new),
+            user_tag: Box::default(),
+        }
+        .combined_bin()
     }
 
     /// The full cache key, as written in the entry's file.
@@ -269,7 +275,8 @@ fn encode_head(
 /// the disk or deserialising metadata.
 pub struct HotEntry {
     /// The header as a memory-tier HIT sends it before the location's header rules: hidden
-    /// upstream headers and `Transfer-Encoding` removed, `Content-Length` and `Server` set.
+    /// upstream headers, `Transfer-Encoding`, `Date` and `Connection` removed (the session or
+    /// the front writes its own `Date` and `Connection`), `Content-Length` and `Server` set.
     pub header: pingora_http::ResponseHeader,
     pub body: Bytes,
     pub fresh_until: SystemTime,
@@ -455,7 +462,7 @@ impl DiskStorage {
                     .with_label_values(&[&self.name])
                     .inc();
             } else {
-                let k = CacheEntryKey::key_only(evict_key(*id));
+                let k = lru::key_of(*id);
                 self.eviction.remove((&k).into());
             }
         }
@@ -473,15 +480,18 @@ impl DiskStorage {
         if !ids.contains(primary) {
             ids.push(*primary);
         }
-        for v in policy::encoding_variances() {
-            let id = CompactCacheKey {
-                primary: *primary,
-                variance: Some(Box::new(v)),
-                user_tag: Box::default(),
-            }
-            .combined_bin();
-            if !ids.contains(&id) {
-                ids.push(id);
+        // variants by encoding alone: derived, and removed when indexed
+        if let Ok(index) = self.index.read() {
+            for v in policy::encoding_variances() {
+                let id = CompactCacheKey {
+                    primary: *primary,
+                    variance: Some(Box::new(v)),
+                    user_tag: Box::default(),
+                }
+                .combined_bin();
+                if index.contains_key(&id) && !ids.contains(&id) {
+                    ids.push(id);
+                }
             }
         }
         let mut any = false;
@@ -507,7 +517,7 @@ impl DiskStorage {
         if let Some(entry) = self.index.read().ok().and_then(|i| i.get(id).cloned()) {
             entry.touch();
         }
-        let k = CacheEntryKey::key_only(evict_key(*id));
+        let k = lru::key_of(*id);
         self.eviction.access(&k, e.file_len as usize, e.fresh_until);
     }
 
@@ -576,7 +586,7 @@ impl DiskStorage {
         let path = self.path_of(id);
         match read_entry(&path) {
             Ok(Some((entry, f))) => {
-                if entry.key().combined_bin() != *id {
+                if entry.id() != *id {
                     // the index must not outlive the file (a fill skips what it thinks stored)
                     self.remove(id, false);
                     return None;
@@ -614,7 +624,7 @@ impl DiskStorage {
 
     /// Tell the eviction manager about an entry found on disk, evicting what it asks.
     fn admit(&'static self, id: HashBinary, e: &Entry) {
-        let k = CacheEntryKey::key_only(evict_key(id));
+        let k = lru::key_of(id);
         let evicted = self
             .eviction
             .admit(k, e.file_len() as usize, SystemTime::now());
@@ -1094,11 +1104,10 @@ impl Storage for DiskStorage {
         };
         let blobs = meta.serialize()?;
         let tmp = self.tmp_path(&id);
-        let res = (|| -> std::io::Result<u64> {
+        let res = (|| -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             let head = encode_head(&entry.key(), &blobs, entry.body_len, 0)?;
             f.write_all(&head)?;
-            let body_offset = head.len() as u64;
             std::io::Seek::seek(&mut old, std::io::SeekFrom::Start(entry.body_offset()))?;
             let copied = std::io::copy(&mut (&mut old).take(entry.body_len), &mut f)?;
             if copied != entry.body_len {
@@ -1108,10 +1117,10 @@ impl Storage for DiskStorage {
                 ));
             }
             replace_file(&tmp, &self.path_of(&id))?;
-            Ok(body_offset)
+            Ok(())
         })();
         match res {
-            Ok(_) => {
+            Ok(()) => {
                 let meta_lens = (blobs.0.len() as u32, blobs.1.len() as u32);
                 let fresh_until = unix_secs(meta.fresh_until());
                 self.insert(

@@ -71,6 +71,11 @@ pub struct AccessLogConfig {
     pub target: LogTarget,
 }
 
+/// A zone's memory tier when `memory:` is not given. A HIT from the tier is answered by the
+/// front (`src/front.rs`); one from disk goes through Pingora's cache phases and costs about
+/// three times as much CPU (S1: 47k vs 155k req/s on one core).
+pub const DEFAULT_MEMORY_TIER: u64 = 16 << 20;
+
 /// A named upstream with its pre-resolved address and a ready `HttpPeer` (timeouts set).
 #[derive(Debug, Clone)]
 pub struct Upstream {
@@ -879,7 +884,7 @@ impl Compiler {
             self.size(&format!("{p}.max_entry_size"), z.max_entry_size.as_ref())?;
         let memory = self
             .size(&format!("{p}.memory"), z.memory.as_ref())?
-            .unwrap_or(0);
+            .unwrap_or(DEFAULT_MEMORY_TIER);
         Ok(ZoneConfig {
             name: name.to_string(),
             path,
