@@ -384,3 +384,58 @@ fn without_a_memory_tier_every_request_goes_to_pingora() {
     assert_eq!(xc(&conn.read_response(false)), "HIT");
     assert_eq!(origin.recorded().len(), 1);
 }
+
+/// Revalidations (`If-None-Match`, `If-Modified-Since`) of a memory HIT get their 304 from the
+/// front, with Pingora's not-modified rules; a mismatch gets the whole entry; the connection
+/// stays framed either way.
+#[test]
+fn conditional_hits_get_304_on_the_connection() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr()));
+    let h = [
+        ("X-Origin-Header", "ETag: \"v1\""),
+        (
+            "X-Origin-Header",
+            "Last-Modified: Mon, 02 Nov 2026 10:00:00 GMT",
+        ),
+    ];
+    let fill = get_with(p.port, "/c", &h);
+    assert_eq!(xc(&fill), "MISS");
+    assert_eq!(xc(&get(p.port, "/c")), "HIT");
+    let mut conn = Connection::connect(p.port);
+    let cases: [(&[(&str, &str)], u16); 6] = [
+        (&[("If-None-Match", "\"v1\"")], 304),
+        (&[("If-None-Match", "W/\"v1\", \"v0\"")], 304),
+        (&[("If-None-Match", "\"v2\"")], 200),
+        // If-None-Match wins over If-Modified-Since
+        (
+            &[
+                ("If-None-Match", "\"v2\""),
+                ("If-Modified-Since", "Tue, 03 Nov 2026 10:00:00 GMT"),
+            ],
+            200,
+        ),
+        (
+            &[("If-Modified-Since", "Mon, 02 Nov 2026 10:00:00 GMT")],
+            304,
+        ),
+        (
+            &[("If-Modified-Since", "Sun, 01 Nov 2026 10:00:00 GMT")],
+            200,
+        ),
+    ];
+    for (headers, want) in cases {
+        conn.send(&get_req("/c", headers));
+        let r = conn.read_response(false);
+        assert_eq!((r.status, xc(&r)), (want, "HIT"), "{headers:?}");
+        if want == 304 {
+            assert!(r.body.is_empty());
+            assert_eq!(r.header("etag"), Some("\"v1\""));
+            assert_eq!(r.header("content-length"), None);
+            assert_eq!(r.header("content-type"), None);
+        } else {
+            assert_eq!(r.body, fill.body);
+        }
+    }
+    assert_eq!(origin.recorded().len(), 1);
+}

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use http::header;
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::CacheKey;
+use pingora_core::protocols::http::conditional_filter;
 use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
@@ -35,11 +36,10 @@ pub fn cacheable_method(rules: &CacheRules, method: &http::Method) -> bool {
     *method == http::Method::GET || (*method == http::Method::HEAD && rules.head)
 }
 
-/// Request headers that need Pingora's cache machinery (conditional and range requests).
-const NOT_HOT: [header::HeaderName; 6] = [
+/// Request headers that need Pingora's cache machinery (range requests and the preconditions
+/// it evaluates; `If-None-Match` and `If-Modified-Since` are answered here with its filter).
+const NOT_HOT: [header::HeaderName; 4] = [
     header::RANGE,
-    header::IF_NONE_MATCH,
-    header::IF_MODIFIED_SINCE,
     header::IF_MATCH,
     header::IF_UNMODIFIED_SINCE,
     header::IF_RANGE,
@@ -56,14 +56,14 @@ pub struct Hot {
     pub id: HashBinary,
     pub entry: std::sync::Arc<HotEntry>,
     pub header: ResponseHeader,
-    /// A HEAD request: the header only.
-    pub head: bool,
+    /// The header only: a HEAD request, or a 304.
+    pub header_only: bool,
 }
 
 impl Hot {
     /// The body to send (none for HEAD).
     pub fn body(&self) -> Option<&Bytes> {
-        (!self.head && !self.entry.body.is_empty()).then_some(&self.entry.body)
+        (!self.header_only && !self.entry.body.is_empty()).then_some(&self.entry.body)
     }
 
     /// Count the hit in the zone's recency order.
@@ -77,7 +77,8 @@ impl Hot {
 }
 
 /// Look a routed request up in its zone's memory tier. `None` for anything but a fresh HIT
-/// there: conditional or range requests, bypass, stale or absent entries, other variants.
+/// there: range requests and `If-Match`/`If-Unmodified-Since`/`If-Range`, bypass, stale or
+/// absent entries, other variants. `If-None-Match`/`If-Modified-Since` get their 304 here.
 pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot> {
     let state = ctx.state.clone();
     let loc = &state.cfg.locations[ctx.location?];
@@ -124,12 +125,19 @@ pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot>
     ctx.cache_on = true;
     ctx.cache_status = "HIT";
     let mut header = entry.header.clone();
+    // As Pingora's HIT path: its not-modified filter on the stored header, then the rules.
+    let not_modified = (req.headers.contains_key(header::IF_NONE_MATCH)
+        || req.headers.contains_key(header::IF_MODIFIED_SINCE))
+        && conditional_filter::not_modified_filter(req, &header);
+    if not_modified {
+        conditional_filter::to_304(&mut header);
+    }
     apply_headers_for(req, conn, ctx, loc, &mut header);
     Some(Hot {
         id,
         entry,
         header,
-        head: req.method == http::Method::HEAD,
+        header_only: not_modified || req.method == http::Method::HEAD,
     })
 }
 
