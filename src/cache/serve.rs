@@ -61,7 +61,7 @@ pub struct Hot {
 }
 
 impl Hot {
-    /// The body to send (none for HEAD).
+    /// The body to send (none for HEAD or a 304).
     pub fn body(&self) -> Option<&Bytes> {
         (!self.header_only && !self.entry.body.is_empty()).then_some(&self.entry.body)
     }
