@@ -8,6 +8,7 @@
 //! routing, cache lookup, header rules, metrics and access log (shared with `proxy`).
 
 use crate::cache::serve::{self, Hot};
+use crate::config::Config;
 use crate::context::{Conn, Ctx, RequestVars, State};
 use crate::proxy::{check_request_head, enter, log_request, App};
 use crate::uri;
@@ -246,12 +247,7 @@ impl Front {
         let raw_path = path.split_once('?').map_or(path, |(p, _)| p);
         let norm = uri::normalize(raw_path).map_err(|_| ())?;
         let loc = state.cfg.router.find(&norm).ok_or(())?;
-        let cfg = &state.cfg;
-        if cfg.locations[loc]
-            .cache
-            .as_ref()
-            .is_none_or(|c| cfg.zones[c.zone].memory == 0)
-        {
+        if !answerable(&state.cfg, loc) {
             return Err(());
         }
         let mut req =
@@ -271,9 +267,6 @@ impl Front {
         let mut ctx = Ctx::new(state);
         ctx.path = norm;
         enter(&req, &mut ctx, loc);
-        if !framed_by_us(&ctx) {
-            return Err(());
-        }
         let hot = serve::lookup_hot(&req, conn, &mut ctx).ok_or(())?;
         // `close` wins over `keep-alive` (RFC 9112 §9.6); HTTP/1.0 keeps only when asked.
         let keepalive = !close && (keep || version == Version::HTTP_11) && !*shutdown.borrow();
@@ -289,19 +282,20 @@ impl Front {
     }
 }
 
-/// Whether the front can send `hot`'s header as it is: no header rule of its location names
-/// `Content-Length` (set when the entry was stored), `Date`, `Connection` or
-/// `Transfer-Encoding`, which the front writes itself. Otherwise Pingora's session, which
-/// reconciles them, sends it.
-fn framed_by_us(ctx: &Ctx) -> bool {
-    ctx.location().is_none_or(|l| {
-        !l.headers.names_any(&[
+/// Whether the front can answer for location `loc`: it caches in a memory tier, and no header
+/// rule of it names `Content-Length` (set when an entry is stored), `Date`, `Connection` or
+/// `Transfer-Encoding`, which the front writes itself (Pingora's session reconciles those).
+fn answerable(cfg: &Config, loc: usize) -> bool {
+    let l = &cfg.locations[loc];
+    l.cache
+        .as_ref()
+        .is_some_and(|c| cfg.zones[c.zone].memory > 0)
+        && !l.headers.names_any(&[
             header::CONTENT_LENGTH,
             header::DATE,
             header::CONNECTION,
             header::TRANSFER_ENCODING,
         ])
-    })
 }
 
 /// Serialise `hot` as Pingora's HTTP/1 session would (its `Date` and `Connection`); a body
