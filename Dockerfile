@@ -10,7 +10,9 @@
 # (OUTRIGGER_CACHE_DIR, an emptyDir in Kubernetes) and, if OUTRIGGER_PID_FILE is set, the pid file.
 # deploy/check.sh checks that every path copied from the build context below exists.
 
-FROM rust:1-bookworm AS build
+# The toolchain is pinned to the one build/text-order.txt was generated with (its symbol names
+# carry rustc's hashes; with another rustc the binary builds the same but without that layout).
+FROM rust:1.95-bookworm AS build
 # cmake (with the image's gcc): pingora-core's flate2/zlib-ng build. Unpinned on purpose: the
 # bookworm archive only carries the current cmake.
 # hadolint ignore=DL3008
@@ -21,7 +23,8 @@ WORKDIR /src
 
 # Everything cargo reads: the manifest names bench targets (`[[bench]]`), whose files must exist
 # even for `cargo build`, so benches/ and tests/ come along (they are not compiled here).
-COPY Cargo.toml Cargo.lock ./
+COPY Cargo.toml Cargo.lock build.rs ./
+COPY build ./build
 COPY src ./src
 COPY benches ./benches
 COPY tests ./tests
