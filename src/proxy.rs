@@ -195,13 +195,10 @@ impl ProxyHttp for App {
         let lock = rules.lock.map(|(_, age)| zone.lock(age));
         let mut overrides = pingora_cache::CacheOptionOverrides::default();
         overrides.wait_timeout = rules.lock.map(|(timeout, _)| timeout);
-        session.cache.enable(
-            zone.storage,
-            Some(zone.eviction),
-            None,
-            lock,
-            Some(overrides),
-        );
+        // no eviction manager: the store's index admits, orders and evicts (`cache::index`)
+        session
+            .cache
+            .enable(zone.storage, None, None, lock, Some(overrides));
         if rules.min_uses > 1 {
             session
                 .cache

@@ -3,7 +3,7 @@
 //! (start-up scan, `inactive` sweeper). Zones live for the whole process (pingora-cache wants
 //! `&'static` storage) and are shared by path across config reloads.
 
-pub mod lru;
+pub mod index;
 pub mod policy;
 pub mod serve;
 pub mod storage;
@@ -20,12 +20,11 @@ use std::sync::Mutex;
 use std::time::Duration;
 use storage::DiskStorage;
 
-/// A cache zone: its store, its LRU (`max_size`, `keys_zone`) and its collapsing locks. One LRU
-/// for the zone, so the entry evicted is always the least recently used one.
+/// A cache zone: its store (with the zone's one LRU order for `max_size` and `keys_zone`, so the
+/// entry evicted is always the least recently used one) and its collapsing locks.
 pub struct Zone {
     pub name: String,
     pub storage: &'static DiskStorage,
-    pub eviction: &'static lru::Lru,
     locks: Mutex<HashMap<u128, &'static CacheKeyLockImpl>>,
     admissions: Mutex<HashMap<u32, &'static MinUses>>,
 }
@@ -64,25 +63,20 @@ impl Zone {
             .lock()
             .map_err(|_| std::io::Error::other("zone registry poisoned"))?;
         if let Some(z) = zones.get(&cfg.path) {
-            z.eviction.set_weight_limit(cfg.max_size as usize);
+            z.storage.set_max_size(cfg.max_size);
             return Ok(z);
         }
-        let eviction: &'static lru::Lru = Box::leak(Box::new(lru::Lru::new(
-            usize::try_from(cfg.max_size).unwrap_or(usize::MAX),
-            cfg.max_entries,
-        )));
         let storage: &'static DiskStorage = Box::leak(Box::new(DiskStorage::new(
             &cfg.name,
             cfg.path.clone(),
             cfg.levels.clone(),
             cfg.max_entry_size,
-            eviction,
+            (cfg.max_size, cfg.max_entries),
             cfg.memory,
         )?));
         let zone: &'static Zone = Box::leak(Box::new(Zone {
             name: cfg.name.clone(),
             storage,
-            eviction,
             locks: Mutex::new(HashMap::new()),
             admissions: Mutex::new(HashMap::new()),
         }));

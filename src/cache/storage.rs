@@ -7,10 +7,10 @@
 //! eviction (through the zone's LRU, `lru`), `inactive` expiry and restart recovery. A hit reads
 //! and deserialises the entry's metadata (`CacheMeta` is not `Clone`, so it is not kept parsed).
 
-use crate::cache::{lru, policy};
+use crate::cache::index::Index;
+use crate::cache::policy;
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use pingora_cache::eviction::EvictionManager;
 use pingora_cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
 use pingora_cache::storage::{
     HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
@@ -26,8 +26,8 @@ use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 const MAGIC: &[u8; 8] = b"ORCACHE1";
@@ -93,44 +93,71 @@ fn tag_name(i: u16) -> Box<str> {
         .unwrap_or_default()
 }
 
-/// What the index knows about one stored entry: 80 bytes, no allocation of its own (S7 bench:
+/// What the index knows about one stored entry: 72 bytes, no allocation of its own (S7 bench:
 /// 10,000 keys). Offsets follow from the file layout: fixed header, tag, meta, body.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct Entry {
+    /// `combined_bin()` of the entry's key: primary key and variance (the tag plays no part).
+    pub id: HashBinary,
+    /// The primary key (the id when there is no variance).
+    pub primary: HashBinary,
     /// Digest of the stored response (status, headers but `Date`, body); 0 when unknown (an
     /// entry found on disk, or rewritten by a revalidation).
-    content: u128,
-    primary: HashBinary,
-    variance: Option<HashBinary>,
+    content: u64,
     /// [`tag_index`] of the user tag, and the tag's length in the file.
     tag: u16,
     tag_len: u16,
     meta_lens: (u32, u32),
     body_len: u64,
     /// Unix seconds.
-    last_access: AtomicU32,
+    pub last_access: u32,
     /// When the stored response stops being fresh, in Unix seconds; 0 when unknown.
     fresh_until: u32,
+    /// The variance is the negotiated encoding's alone: the id derives from the primary key
+    /// (`remove_primary`) and is not recorded in `variants`.
+    by_encoding: bool,
 }
 
 impl Entry {
-    fn new(key: &CompactCacheKey, meta_lens: (u32, u32), body_len: u64, fresh_until: u64) -> Entry {
+    fn new(
+        id: HashBinary,
+        key: &CompactCacheKey,
+        meta_lens: (u32, u32),
+        body_len: u64,
+        fresh_until: u64,
+    ) -> Entry {
         Entry {
-            content: 0,
+            id,
             primary: key.primary,
-            variance: key.variance.as_deref().copied(),
+            content: 0,
             tag: tag_index(&key.user_tag),
             tag_len: u16::try_from(key.user_tag.len()).unwrap_or(u16::MAX),
             meta_lens,
             body_len,
-            last_access: AtomicU32::new(secs32(now_secs())),
+            last_access: secs32(now_secs()),
             fresh_until: secs32(fresh_until),
+            by_encoding: key
+                .variance
+                .as_deref()
+                .is_some_and(|v| policy::encoding_variances().any(|e| e == *v)),
         }
     }
 
-    fn touch(&self) {
-        self.last_access
-            .store(secs32(now_secs()), Ordering::Relaxed);
+    /// An entry whose file is `file_len` bytes (at least the fixed header), for index tests.
+    #[cfg(test)]
+    pub fn for_test(id: HashBinary, file_len: u64) -> Entry {
+        Entry {
+            id,
+            primary: id,
+            content: 0,
+            tag: 0,
+            tag_len: 0,
+            meta_lens: (0, 0),
+            body_len: file_len.saturating_sub(FIXED as u64),
+            last_access: 0,
+            fresh_until: 0,
+            by_encoding: false,
+        }
     }
 
     fn meta_offset(&self) -> u64 {
@@ -144,25 +171,16 @@ impl Entry {
     pub fn file_len(&self) -> u64 {
         self.body_offset() + self.body_len
     }
+}
 
-    /// The entry's id (`combined_bin()` of its key; the tag plays no part).
-    fn id(&self) -> HashBinary {
-        CompactCacheKey {
-            primary: self.primary,
-            variance: self.variance.map(Box::new),
-            user_tag: Box::default(),
-        }
-        .combined_bin()
+/// The id of `primary`'s variant with `variance`.
+fn derived_id(primary: &HashBinary, variance: HashBinary) -> HashBinary {
+    CompactCacheKey {
+        primary: *primary,
+        variance: Some(Box::new(variance)),
+        user_tag: Box::default(),
     }
-
-    /// The full cache key, as written in the entry's file.
-    fn key(&self) -> CompactCacheKey {
-        CompactCacheKey {
-            primary: self.primary,
-            variance: self.variance.map(Box::new),
-            user_tag: tag_name(self.tag),
-        }
-    }
+    .combined_bin()
 }
 
 /// Unix seconds in 32 bits (enough until 2106).
@@ -222,7 +240,7 @@ fn parse_entry(f: &File) -> std::io::Result<Entry> {
         variance,
         user_tag: user_tag.into_boxed_str(),
     };
-    Ok(Entry::new(&key, (m0, m1), body_len, 0))
+    Ok(Entry::new(key.combined_bin(), &key, (m0, m1), body_len, 0))
 }
 
 fn read_meta(f: &File, e: &Entry) -> std::io::Result<CacheMeta> {
@@ -281,7 +299,6 @@ pub struct HotEntry {
     pub body: Bytes,
     pub fresh_until: SystemTime,
     pub variance: Option<HashBinary>,
-    pub file_len: u64,
     /// When a hit last refreshed the entry's recency (Unix seconds).
     touched: AtomicU64,
 }
@@ -341,27 +358,28 @@ pub struct DiskStorage {
     dir: PathBuf,
     levels: Vec<usize>,
     max_entry_size: Option<u64>,
-    index: RwLock<HashMap<HashBinary, Arc<Entry>>>,
+    /// Entries, LRU order and size (`index`): admitted, touched and evicted here, not through
+    /// Pingora's eviction manager.
+    index: Mutex<Index>,
     /// Combined ids of the variants (entries with a variance) stored under a primary key; an
     /// entry without one has the primary as its id, and one varying by encoding alone has an
     /// id derived from the primary (`remove_primary`): neither needs a record here. Inline for one
     /// variant: no allocation per key (S7 bench).
     variants: RwLock<HashMap<HashBinary, SmallVec<[HashBinary; 1]>>>,
-    bytes: AtomicU64,
     seq: AtomicU64,
-    eviction: &'static (dyn EvictionManager + Sync),
     hot: Option<HotMap>,
     /// Largest body kept in the memory tier.
     hot_max: u64,
 }
 
 impl DiskStorage {
+    /// A store in `dir` evicting beyond `max_size` bytes or `max_entries` entries.
     pub fn new(
         name: &str,
         dir: PathBuf,
         levels: Vec<usize>,
         max_entry_size: Option<u64>,
-        eviction: &'static (dyn EvictionManager + Sync),
+        (max_size, max_entries): (u64, usize),
         memory: u64,
     ) -> std::io::Result<DiskStorage> {
         std::fs::create_dir_all(dir.join("tmp"))?;
@@ -374,11 +392,9 @@ impl DiskStorage {
             dir,
             levels,
             max_entry_size,
-            index: RwLock::new(HashMap::new()),
+            index: Mutex::new(Index::new(max_size, max_entries)),
             variants: RwLock::new(HashMap::new()),
-            bytes: AtomicU64::new(0),
             seq: AtomicU64::new(0),
-            eviction,
             hot: (memory > 0).then(|| {
                 HotMap::with_weighter(
                     (memory / 4096).clamp(16, 1 << 20) as usize,
@@ -404,69 +420,69 @@ impl DiskStorage {
         p
     }
 
+    fn index(&self) -> MutexGuard<'_, Index> {
+        self.index.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn entries(&self) -> usize {
-        self.index.read().map(|i| i.len()).unwrap_or(0)
+        self.index().len()
     }
 
     pub fn bytes(&self) -> u64 {
-        self.bytes.load(Ordering::Relaxed)
+        self.index().bytes()
     }
 
-    fn insert(&self, id: HashBinary, entry: Entry) -> Arc<Entry> {
-        let entry = Arc::new(entry);
-        let primary = entry.primary;
-        let old = match self.index.write() {
-            Ok(mut i) => i.insert(id, entry.clone()),
-            Err(_) => None,
-        };
-        if let Some(old) = old {
-            self.bytes.fetch_sub(old.file_len(), Ordering::Relaxed);
-        }
-        self.bytes.fetch_add(entry.file_len(), Ordering::Relaxed);
+    /// A reload's `max_size`; it applies from the next entry stored.
+    pub fn set_max_size(&self, max_size: u64) {
+        self.index().set_max_bytes(max_size);
+    }
+
+    /// Index an entry (replacing one under its id) and remove what that evicts.
+    fn insert(&self, entry: Entry) {
+        let (_, evicted) = self.index().insert(entry);
         // Variants by encoding alone are derived when needed (`remove_primary`), not recorded:
         // every compressible response a compressing location stores is one.
-        let derivable = entry
-            .variance
-            .is_some_and(|v| policy::encoding_variances().any(|e| e == v));
-        if id != primary && !derivable {
+        if entry.id != entry.primary && !entry.by_encoding {
             if let Ok(mut v) = self.variants.write() {
-                let list = v.entry(primary).or_default();
-                if !list.contains(&id) {
-                    list.push(id);
+                let list = v.entry(entry.primary).or_default();
+                if !list.contains(&entry.id) {
+                    list.push(entry.id);
                 }
             }
         }
-        entry
+        for e in &evicted {
+            self.forget(e.id, Some(e));
+            crate::metrics::METRICS
+                .cache_evictions
+                .with_label_values(&[&self.name])
+                .inc();
+        }
     }
 
     /// Remove an entry from the index and disk. Returns whether it existed.
-    fn remove(&self, id: &HashBinary, from_eviction: bool) -> bool {
+    fn remove(&self, id: &HashBinary) -> bool {
+        let old = self.index().remove(id);
+        self.forget(*id, old.as_ref()) || old.is_some()
+    }
+
+    /// Drop what is kept of an entry outside the index (its file, memory copy, variant
+    /// record); `old` is what the index held. Returns whether a file was removed.
+    fn forget(&self, id: HashBinary, old: Option<&Entry>) -> bool {
         if let Some(h) = &self.hot {
-            h.remove(id);
+            h.remove(&id);
         }
-        let old = self.index.write().ok().and_then(|mut i| i.remove(id));
-        let existed_on_disk = std::fs::remove_file(self.path_of(id)).is_ok();
-        if let Some(old) = &old {
-            self.bytes.fetch_sub(old.file_len(), Ordering::Relaxed);
+        let existed_on_disk = std::fs::remove_file(self.path_of(&id)).is_ok();
+        if let Some(old) = old.filter(|o| o.id != o.primary) {
             if let Ok(mut v) = self.variants.write() {
                 if let Some(list) = v.get_mut(&old.primary) {
-                    list.retain(|x| x != id);
+                    list.retain(|x| *x != id);
                     if list.is_empty() {
                         v.remove(&old.primary);
                     }
                 }
             }
-            if from_eviction {
-                crate::metrics::METRICS
-                    .cache_evictions
-                    .with_label_values(&[&self.name])
-                    .inc();
-            } else {
-                let k = lru::key_of(*id);
-                self.eviction.remove((&k).into());
-            }
         }
-        old.is_some() || existed_on_disk
+        existed_on_disk
     }
 
     /// Remove every variant stored under a primary key (PURGE, unsafe-method invalidation).
@@ -481,22 +497,18 @@ impl DiskStorage {
             ids.push(*primary);
         }
         // variants by encoding alone: derived, and removed when indexed
-        if let Ok(index) = self.index.read() {
+        {
+            let index = self.index();
             for v in policy::encoding_variances() {
-                let id = CompactCacheKey {
-                    primary: *primary,
-                    variance: Some(Box::new(v)),
-                    user_tag: Box::default(),
-                }
-                .combined_bin();
-                if index.contains_key(&id) && !ids.contains(&id) {
+                let id = derived_id(primary, v);
+                if index.contains(&id) && !ids.contains(&id) {
                     ids.push(id);
                 }
             }
         }
         let mut any = false;
         for id in ids {
-            any |= self.remove(&id, false);
+            any |= self.remove(&id);
         }
         any
     }
@@ -508,20 +520,16 @@ impl DiskStorage {
 
     /// Record a hit served from the memory tier (recency for `inactive` and LRU eviction), at
     /// most once a second per entry: `inactive` counts in seconds, and the LRU order within one
-    /// second is not worth an index lookup and an LRU lock per request.
+    /// second is not worth taking the index lock on every request.
     pub fn hot_hit(&self, id: &HashBinary, e: &HotEntry) {
         let now = now_secs();
         if e.touched.swap(now, Ordering::Relaxed) == now {
             return;
         }
-        if let Some(entry) = self.index.read().ok().and_then(|i| i.get(id).cloned()) {
-            entry.touch();
-        }
-        let k = lru::key_of(*id);
-        self.eviction.access(&k, e.file_len as usize, e.fresh_until);
+        self.index().touch(id, secs32(now));
     }
 
-    fn hot_put(&self, id: HashBinary, head: HotHead, body: Bytes, file_len: u64) {
+    fn hot_put(&self, id: HashBinary, head: HotHead, body: Bytes) {
         if let Some(h) = &self.hot {
             if body.len() as u64 <= self.hot_max {
                 let mut header = head.0;
@@ -546,7 +554,6 @@ impl DiskStorage {
                         body,
                         fresh_until: head.1,
                         variance: head.2,
-                        file_len,
                         touched: AtomicU64::new(0),
                     }),
                 );
@@ -564,78 +571,50 @@ impl DiskStorage {
 
     /// Remove every indexed entry `pred` selects. Returns how many.
     fn remove_where(&self, pred: impl Fn(&Entry) -> bool) -> usize {
-        let ids: Vec<HashBinary> = self
-            .index
-            .read()
-            .map(|i| {
-                i.iter()
-                    .filter(|(_, e)| pred(e))
-                    .map(|(id, _)| *id)
-                    .collect()
-            })
-            .unwrap_or_default();
+        let ids = self.index().select(pred);
         for id in &ids {
-            self.remove(id, false);
+            self.remove(id);
         }
         ids.len()
     }
 
-    /// An entry by id, from the index or (not yet indexed: right after a restart) from disk.
-    fn find(&'static self, id: &HashBinary) -> Option<(Arc<Entry>, File)> {
-        let known = self.index.read().ok().and_then(|i| i.get(id).cloned());
+    /// An entry by id with its open file, from the index or (not yet indexed: right after a
+    /// restart) from disk; a use of it for the LRU order. Offsets come from the file itself.
+    fn find(&self, id: &HashBinary) -> Option<(Entry, File)> {
+        let known = self.index().get(id).map(|k| k.file_len());
         let path = self.path_of(id);
         match read_entry(&path) {
             Ok(Some((entry, f))) => {
-                if entry.id() != *id {
+                if entry.id != *id {
                     // the index must not outlive the file (a fill skips what it thinks stored)
-                    self.remove(id, false);
+                    self.remove(id);
                     return None;
                 }
                 match known {
-                    // the index entry keeps the access time; offsets come from this file
-                    Some(k) if k.file_len() == entry.file_len() => {
-                        let e = Arc::new(Entry {
-                            last_access: AtomicU32::new(k.last_access.load(Ordering::Relaxed)),
-                            ..entry
-                        });
-                        k.touch();
-                        Some((e, f))
+                    // the index entry keeps its access time, digest and freshness
+                    Some(len) if len == entry.file_len() => {
+                        self.index().touch(id, secs32(now_secs()));
                     }
-                    Some(_) => Some((self.insert(*id, entry), f)),
-                    None => {
-                        let e = self.insert(*id, entry);
-                        self.admit(*id, &e);
-                        Some((e, f))
-                    }
+                    _ => self.insert(entry),
                 }
+                Some((entry, f))
             }
             Ok(None) if known.is_some() => {
-                self.remove(id, false);
+                self.remove(id);
                 None
             }
             Ok(None) => None,
             Err(err) => {
                 log::warn!("cache: removing unreadable entry {}: {err}", path.display());
-                self.remove(id, false);
+                self.remove(id);
                 None
             }
         }
     }
 
-    /// Tell the eviction manager about an entry found on disk, evicting what it asks.
-    fn admit(&'static self, id: HashBinary, e: &Entry) {
-        let k = lru::key_of(id);
-        let evicted = self
-            .eviction
-            .admit(k, e.file_len() as usize, SystemTime::now());
-        for k in evicted {
-            self.remove(&k.key().combined_bin(), true);
-        }
-    }
-
     /// Index every entry on disk (at start-up, in the background): restarts keep their HITs and
     /// `max_size` accounting. Unreadable or truncated files are removed.
-    pub fn scan(&'static self) -> usize {
+    pub fn scan(&self) -> usize {
         let mut found = 0;
         let mut stack = vec![self.dir.clone()];
         while let Some(d) = stack.pop() {
@@ -658,11 +637,7 @@ impl DiskStorage {
                 else {
                     continue;
                 };
-                let already = self
-                    .index
-                    .read()
-                    .map(|i| i.contains_key(&id))
-                    .unwrap_or(false);
+                let already = self.index().contains(&id);
                 if !already && self.find(&id).is_some() {
                     found += 1;
                 }
@@ -674,7 +649,7 @@ impl DiskStorage {
     /// Remove entries not read for `inactive`. Returns how many.
     pub fn sweep_inactive(&self, inactive: std::time::Duration) -> usize {
         let cutoff = secs32(now_secs().saturating_sub(inactive.as_secs()));
-        self.remove_where(|e| e.last_access.load(Ordering::Relaxed) < cutoff)
+        self.remove_where(|e| e.last_access < cutoff)
     }
 
     fn tmp_path(&self, id: &HashBinary) -> PathBuf {
@@ -923,20 +898,15 @@ impl HandleMiss for Miss {
             return Error::e_explain(ErrorType::InternalError, "cache finish twice");
         }
         self.done = true;
-        let content = self.digest.digest128().max(1);
-        let known = self
-            .storage
-            .index
-            .read()
-            .ok()
-            .and_then(|i| i.get(&self.id).cloned());
+        let content = self.digest.digest().max(1);
+        let known = self.storage.index().get(&self.id).copied();
         if let Some(old) = known.filter(|o| {
             o.content == content && o.body_len == self.written && o.fresh_until as u64 > now_secs()
         }) {
             // The same response as the fresh entry already stored (a bypass refetching an
             // unchanged answer): keep that file rather than writing it again. It keeps its
             // age; a temp file (a spilled fill) is removed by Drop.
-            old.touch();
+            self.storage.index().touch(&self.id, secs32(now_secs()));
             return Ok(MissFinishType::Created(old.file_len() as usize));
         }
         let len = self.written.to_le_bytes();
@@ -953,13 +923,16 @@ impl HandleMiss for Miss {
         let dest = self.storage.path_of(&self.id);
         replace_file(&self.tmp, &dest).map_err(|e| io_err("cache rename", e))?;
         let file_len = self.body_offset + self.written;
-        self.storage.insert(
-            self.id,
-            Entry {
-                content,
-                ..Entry::new(&self.key, self.meta_lens, self.written, self.fresh_until)
-            },
-        );
+        self.storage.insert(Entry {
+            content,
+            ..Entry::new(
+                self.id,
+                &self.key,
+                self.meta_lens,
+                self.written,
+                self.fresh_until,
+            )
+        });
         if let (true, Some(head)) = (self.hot, self.hot_head.take()) {
             // a body that grew chunk by chunk may hold up to twice its size: keep it exact
             let body = std::mem::take(&mut self.body);
@@ -968,7 +941,7 @@ impl HandleMiss for Miss {
             } else {
                 body.freeze()
             };
-            self.storage.hot_put(self.id, head, body, file_len);
+            self.storage.hot_put(self.id, head, body);
         }
         // renamed: nothing for Drop to clean up
         self.tmp = PathBuf::new();
@@ -1000,15 +973,14 @@ impl Storage for DiskStorage {
             Ok(m) => m,
             Err(e) => {
                 log::warn!("cache: removing entry with unreadable meta: {e}");
-                self.remove(&id, false);
+                self.remove(&id);
                 return Ok(None);
             }
         };
-        entry.touch();
         if self.hot.is_some() && entry.body_len <= self.hot_max {
             let mut body = vec![0u8; entry.body_len as usize];
             if file.read_exact_at(&mut body, entry.body_offset()).is_ok() {
-                self.hot_put(id, hot_head(&meta), Bytes::from(body), entry.file_len());
+                self.hot_put(id, hot_head(&meta), Bytes::from(body));
             }
         }
         Ok(Some((
@@ -1080,8 +1052,10 @@ impl Storage for DiskStorage {
         _trace: &SpanHandle,
     ) -> Result<PurgeOutcome> {
         let id = target.key().combined_bin();
-        let evicted = matches!(purge_type, PurgeType::Eviction);
-        Ok(if self.remove(&id, evicted) {
+        // Pingora purges with `PurgeType::Eviction` only for an eviction manager's picks; the
+        // index evicts by itself (`insert`).
+        let _ = purge_type;
+        Ok(if self.remove(&id) {
             PurgeOutcome::Purged(None)
         } else {
             PurgeOutcome::NotFound
@@ -1104,9 +1078,14 @@ impl Storage for DiskStorage {
         };
         let blobs = meta.serialize()?;
         let tmp = self.tmp_path(&id);
+        // the key as stored: the file's own tag
+        let stored = CompactCacheKey {
+            user_tag: tag_name(entry.tag),
+            ..key.to_compact()
+        };
         let res = (|| -> std::io::Result<()> {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            let head = encode_head(&entry.key(), &blobs, entry.body_len, 0)?;
+            let head = encode_head(&stored, &blobs, entry.body_len, 0)?;
             f.write_all(&head)?;
             std::io::Seek::seek(&mut old, std::io::SeekFrom::Start(entry.body_offset()))?;
             let copied = std::io::copy(&mut (&mut old).take(entry.body_len), &mut f)?;
@@ -1123,10 +1102,13 @@ impl Storage for DiskStorage {
             Ok(()) => {
                 let meta_lens = (blobs.0.len() as u32, blobs.1.len() as u32);
                 let fresh_until = unix_secs(meta.fresh_until());
-                self.insert(
+                self.insert(Entry::new(
                     id,
-                    Entry::new(&entry.key(), meta_lens, entry.body_len, fresh_until),
-                );
+                    &stored,
+                    meta_lens,
+                    entry.body_len,
+                    fresh_until,
+                ));
                 Ok(true)
             }
             Err(e) => {
@@ -1145,29 +1127,39 @@ impl Storage for DiskStorage {
 mod layout_tests {
     use super::*;
 
-    /// The index holds one `Arc<Entry>` per stored response (S7 bench: 10,000 keys): keep
-    /// it at 80 bytes, no allocation of its own.
+    /// The index holds one `Entry` per stored response inline (S7 bench: 10,000 keys): keep
+    /// it at 72 bytes, no allocation of its own.
     #[test]
     fn entry_stays_compact() {
         assert!(
-            std::mem::size_of::<Entry>() <= 80,
+            std::mem::size_of::<Entry>() <= 72,
             "{}",
             std::mem::size_of::<Entry>()
         );
     }
 
     #[test]
-    fn entry_key_round_trips_through_the_tag_table() {
+    fn entry_records_its_key() {
         let key = CompactCacheKey {
             primary: [7; 16],
             variance: Some(Box::new([9; 16])),
             user_tag: "/api/".into(),
         };
-        let e = Entry::new(&key, (10, 20), 300, 0);
-        assert_eq!(e.key().combined_bin(), key.combined_bin());
-        assert_eq!(&*e.key().user_tag, "/api/");
+        let e = Entry::new(key.combined_bin(), &key, (10, 20), 300, 0);
+        assert_eq!(e.primary, key.primary);
+        assert!(!e.by_encoding);
+        assert_eq!(&*tag_name(e.tag), "/api/");
+        assert_eq!(known_tag("/api/"), Some(e.tag));
         assert_eq!(e.meta_offset(), FIXED as u64 + 5);
         assert_eq!(e.file_len(), FIXED as u64 + 5 + 30 + 300);
-        assert_eq!(known_tag("/api/"), Some(e.tag));
+        // a variant by the negotiated encoding alone derives from the primary key
+        let gz = policy::encoding_variances().nth(1).unwrap_or_default();
+        let key = CompactCacheKey {
+            variance: Some(Box::new(gz)),
+            ..key
+        };
+        let e = Entry::new(key.combined_bin(), &key, (10, 20), 300, 0);
+        assert!(e.by_encoding);
+        assert_eq!(derived_id(&key.primary, gz), e.id);
     }
 }
