@@ -67,8 +67,8 @@ fn memory_hit_matches_the_fill() {
 }
 
 /// A body larger than the single-write buffer (64 KiB) goes to the temp file in parts and is
-/// still kept whole by the memory tier (256 KiB entries with `memory: 4m`); the disk copy,
-/// read by a range request, holds the same bytes.
+/// read back whole into the memory tier on its first HIT (256 KiB entries with `memory: 4m`);
+/// the disk copy, read by a range request, holds the same bytes.
 #[test]
 fn memory_tier_keeps_a_body_written_in_parts() {
     let origin = start_origin();
@@ -299,9 +299,13 @@ fn header_names_keep_their_case() {
     };
     let fill = get_with(p.port, "/case", &h);
     assert_eq!(xc(&fill), "MISS");
+    // the first HIT reads the disk entry (and puts it in memory), the next comes from memory
+    let _ = get_with(p.port, "/case", &h);
     let hit = get_with(p.port, "/case", &h);
     assert_eq!(xc(&hit), "HIT");
+    // a HIT adds `Age` (see `hits_carry_age_from_disk_and_memory`)
     let (mut a, mut b) = (names(&fill), names(&hit));
+    b.retain(|n| n != "Age");
     a.sort();
     b.sort();
     assert_eq!(a, b, "header names of the fill and of the memory HIT");
@@ -314,5 +318,78 @@ fn header_names_keep_their_case() {
         "Server",
     ] {
         assert!(b.iter().any(|x| x == n), "`{n}` missing from {b:?}");
+    }
+}
+
+/// Cache entry files under the proxy's zone directory (`{DIR}/cache`, temp files aside).
+fn entry_files(p: &Proxy) -> Vec<std::path::PathBuf> {
+    let root = p.dir.path().join("cache");
+    let mut out = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                if path != root.join("tmp") {
+                    stack.push(path);
+                }
+            } else {
+                out.push(path);
+            }
+        }
+    }
+    out
+}
+
+/// An entry enters the memory tier when it is first read back from disk, not when it is
+/// stored: a response requested once never takes RAM (S7 bench: 10,000 keys fetched once
+/// each). Seen from outside by removing the entry's file: before its first HIT that is a
+/// MISS (nothing in memory); after it, memory still answers.
+#[test]
+fn an_entry_enters_memory_on_its_first_hit() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), ""));
+    let h = [("X-Origin-Body-Size", "3000")];
+    assert_eq!(xc(&get_with(p.port, "/once", &h)), "MISS");
+    let files = entry_files(&p);
+    assert_eq!(files.len(), 1, "{files:?}");
+    std::fs::remove_file(&files[0]).unwrap();
+    let r = get_with(p.port, "/once", &h);
+    assert_eq!(xc(&r), "MISS", "the fill alone put nothing in memory");
+    assert_eq!(hits(&origin, "/once"), 2);
+
+    let r = get_with(p.port, "/once", &h);
+    assert_eq!((r.status, xc(&r)), (200, "HIT"), "first HIT, from disk");
+    for f in entry_files(&p) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let r = get_with(p.port, "/once", &h);
+    assert_eq!(
+        (r.status, xc(&r)),
+        (200, "HIT"),
+        "from memory, the file gone"
+    );
+    assert_eq!(r.body, pattern_body(3000));
+    assert_eq!(hits(&origin, "/once"), 2);
+}
+
+/// Every HIT carries `Age` (RFC 9111 §4), from the disk path (Pingora's) and from the memory
+/// tier alike: seconds since the entry was stored.
+#[test]
+fn hits_carry_age_from_disk_and_memory() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), ""));
+    let fill = get(p.port, "/age");
+    assert_eq!((xc(&fill), fill.header("age")), ("MISS", None));
+    std::thread::sleep(Duration::from_millis(1100));
+    for from in ["disk", "memory", "memory"] {
+        let r = get(p.port, "/age");
+        assert_eq!(xc(&r), "HIT", "{from}");
+        let age: u64 = r
+            .header("age")
+            .unwrap_or_else(|| panic!("no Age from {from}"))
+            .parse()
+            .unwrap();
+        assert!((1..=5).contains(&age), "Age {age} from {from}");
     }
 }

@@ -119,13 +119,20 @@ pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot>
         }
     };
     let status = entry.header.status.as_u16();
-    if std::time::SystemTime::now() > entry.fresh_until || (loc.intercept_errors && status >= 300) {
+    let now = std::time::SystemTime::now();
+    if now > entry.fresh_until || (loc.intercept_errors && status >= 300) {
         return None;
     }
     ctx.cache_on = true;
     ctx.cache_status = "HIT";
     let mut header = entry.header.clone();
-    // As Pingora's HIT path: its not-modified filter on the stored header, then the rules.
+    // As Pingora's HIT path: `Age` (RFC 9111 §4: a cache answering without validation must
+    // send it), its not-modified filter on the stored header, then the rules.
+    let age = now
+        .duration_since(entry.epoch)
+        .unwrap_or_default()
+        .as_secs();
+    let _ = header.insert_header(header::AGE, age);
     let not_modified = (req.headers.contains_key(header::IF_NONE_MATCH)
         || req.headers.contains_key(header::IF_MODIFIED_SINCE))
         && conditional_filter::not_modified_filter(req, &header);
