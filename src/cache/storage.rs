@@ -174,6 +174,21 @@ impl Entry {
     }
 }
 
+/// Whether the open entry file still has a name (not unlinked).
+fn still_linked(f: &File) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    f.metadata().is_ok_and(|m| m.nlink() > 0)
+}
+
+/// Whether the open file `f` is the one at `path` now (not replaced or removed).
+fn is_at(f: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (f.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() == b.ino() && a.dev() == b.dev(),
+        _ => false,
+    }
+}
+
 /// The id of `primary`'s variant with `variance`.
 fn derived_id(primary: &HashBinary, variance: HashBinary) -> HashBinary {
     CompactCacheKey {
@@ -484,10 +499,12 @@ impl DiskStorage {
     /// Drop what is kept of an entry outside the index (its file, memory copy, variant
     /// record); `old` is what the index held. Returns whether a file was removed.
     fn forget(&self, id: HashBinary, old: Option<&Entry>) -> bool {
+        // the file first: a HIT putting its copy in memory meanwhile sees the file gone
+        // (`lookup`), or its copy is removed here after
+        let existed_on_disk = std::fs::remove_file(self.path_of(&id)).is_ok();
         if let Some(h) = &self.hot {
             h.remove(&id);
         }
-        let existed_on_disk = std::fs::remove_file(self.path_of(&id)).is_ok();
         if let Some(old) = old.filter(|o| o.id != o.primary) {
             if let Ok(mut v) = self.variants.write() {
                 if let Some(list) = v.get_mut(&old.primary) {
@@ -512,14 +529,11 @@ impl DiskStorage {
         if !ids.contains(primary) {
             ids.push(*primary);
         }
-        // variants by encoding alone: derived, and removed when indexed
-        {
-            let index = self.index();
-            for v in policy::encoding_variances() {
-                let id = derived_id(primary, v);
-                if index.contains(&id) && !ids.contains(&id) {
-                    ids.push(id);
-                }
+        // variants by encoding alone: derived (also those not indexed yet after a restart)
+        for v in policy::encoding_variances() {
+            let id = derived_id(primary, v);
+            if !ids.contains(&id) {
+                ids.push(id);
             }
         }
         let mut any = false;
@@ -612,7 +626,14 @@ impl DiskStorage {
                     Some(len) if len == entry.file_len() => {
                         self.index().touch(id, secs32(now_secs()));
                     }
-                    _ => self.insert(entry),
+                    _ => {
+                        self.insert(entry);
+                        // removed (evicted, purged) between the index lookup and now: the
+                        // index must not keep what is gone
+                        if !still_linked(&f) {
+                            self.index().remove(id);
+                        }
+                    }
                 }
                 Some((entry, f))
             }
@@ -972,10 +993,22 @@ impl Storage for DiskStorage {
                 return Ok(None);
             }
         };
-        if self.hot.is_some() && entry.body_len <= self.hot_max {
+        // A fresh entry read back enters the memory tier (once). Should the file be replaced
+        // or removed meanwhile (a fill, a purge), that copy goes again: those remove the
+        // file first and the memory copy after, and this checks the file after its copy.
+        if self.hot.is_some()
+            && entry.body_len <= self.hot_max
+            && meta.is_fresh(SystemTime::now())
+            && self.hot_get(&id).is_none()
+        {
             let mut body = vec![0u8; entry.body_len as usize];
             if file.read_exact_at(&mut body, entry.body_offset()).is_ok() {
                 self.hot_put(id, hot_head(&meta), Bytes::from(body));
+                if !is_at(&file, &self.path_of(&id)) {
+                    if let Some(h) = &self.hot {
+                        h.remove(&id);
+                    }
+                }
             }
         }
         Ok(Some((
