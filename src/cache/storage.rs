@@ -1148,6 +1148,38 @@ impl Storage for DiskStorage {
 mod layout_tests {
     use super::*;
 
+    /// PURGE right after a restart, before the background scan indexed the entries on disk:
+    /// the variants by negotiated encoding are derived from the primary key and removed from
+    /// disk too (they were removed only when indexed, and came back with the scan).
+    #[test]
+    fn purge_removes_encoding_variants_not_indexed_yet() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = DiskStorage::new(
+            "z",
+            dir.path().to_path_buf(),
+            vec![1, 2],
+            None,
+            (u64::MAX, usize::MAX),
+            0,
+        )
+        .expect("store");
+        let primary = [3u8; 16];
+        let paths: Vec<PathBuf> = policy::encoding_variances()
+            .map(|v| store.path_of(&derived_id(&primary, v)))
+            .chain([store.path_of(&primary)])
+            .collect();
+        for p in &paths {
+            std::fs::create_dir_all(p.parent().expect("level dir")).expect("mkdir");
+            std::fs::write(p, b"an entry from before the restart").expect("write");
+        }
+        assert_eq!(store.entries(), 0);
+        assert!(store.remove_primary(&primary));
+        for p in &paths {
+            assert!(!p.exists(), "{} left behind", p.display());
+        }
+        assert!(!store.remove_primary(&primary), "nothing left to purge");
+    }
+
     /// The index holds one `Entry` per stored response inline (S7 bench: 10,000 keys): keep
     /// it at 72 bytes, no allocation of its own.
     #[test]
