@@ -14,7 +14,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -214,36 +214,7 @@ fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
 // Cache-directory helpers
 // ---------------------------------------------------------------------------
 
-/// Whether `name` looks like a cache entry file (NGINX-style: the key's hash
-/// in 32 hex digits). Temp files of in-progress fills are not entries.
-fn is_entry_name(name: &str) -> bool {
-    name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Every committed entry file under `dir` with its size.
-fn entry_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for de in rd.flatten() {
-            let p = de.path();
-            let Ok(md) = de.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(is_entry_name)
-            {
-                out.push((p, md.len()));
-            }
-        }
-    }
-    out
-}
+// (`entry_files`: in `common`, shared with the memory-tier tests)
 
 fn total_size(files: &[(PathBuf, u64)]) -> u64 {
     files.iter().map(|(_, n)| n).sum()

@@ -321,26 +321,6 @@ fn header_names_keep_their_case() {
     }
 }
 
-/// Cache entry files under the proxy's zone directory (`{DIR}/cache`, temp files aside).
-fn entry_files(p: &Proxy) -> Vec<std::path::PathBuf> {
-    let root = p.dir.path().join("cache");
-    let mut out = Vec::new();
-    let mut stack = vec![root.clone()];
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                if path != root.join("tmp") {
-                    stack.push(path);
-                }
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 /// An entry enters the memory tier when it is first read back from disk, not when it is
 /// stored: a response requested once never takes RAM (S7 bench: 10,000 keys fetched once
 /// each). Seen from outside by removing the entry's file: before its first HIT that is a
@@ -351,16 +331,16 @@ fn an_entry_enters_memory_on_its_first_hit() {
     let p = start_proxy(&config(&origin.addr(), ""));
     let h = [("X-Origin-Body-Size", "3000")];
     assert_eq!(xc(&get_with(p.port, "/once", &h)), "MISS");
-    let files = entry_files(&p);
+    let files = entry_files(&p.path("cache"));
     assert_eq!(files.len(), 1, "{files:?}");
-    std::fs::remove_file(&files[0]).unwrap();
+    std::fs::remove_file(&files[0].0).unwrap();
     let r = get_with(p.port, "/once", &h);
     assert_eq!(xc(&r), "MISS", "the fill alone put nothing in memory");
     assert_eq!(hits(&origin, "/once"), 2);
 
     let r = get_with(p.port, "/once", &h);
     assert_eq!((r.status, xc(&r)), (200, "HIT"), "first HIT, from disk");
-    for f in entry_files(&p) {
+    for (f, _) in entry_files(&p.path("cache")) {
         std::fs::remove_file(f).unwrap();
     }
     let r = get_with(p.port, "/once", &h);
