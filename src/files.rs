@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Size of each chunk read from disk and written to the client.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = crate::output::WRITE_SIZE;
 
 /// Which version of a file a response was planned from: the cache of file contents (and of
 /// compressed copies) serves its bytes only while the file still has it. Finer than the ETag
@@ -612,7 +612,7 @@ pub async fn serve(session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<(
                     let head = session.req_header().method == http::Method::HEAD;
                     session.write_response_header(header, head).await?;
                     if !head {
-                        session.write_response_body(Some(body), true).await?;
+                        crate::output::write_body(session, body).await?;
                     }
                     return Ok(());
                 }
@@ -629,7 +629,7 @@ pub async fn serve(session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<(
             match cached {
                 Some(all) => {
                     let body = all.slice(offset as usize..(offset + len) as usize);
-                    session.write_response_body(Some(body), true).await
+                    crate::output::write_body(session, body).await
                 }
                 None => send_body(session, &path, offset, len).await,
             }

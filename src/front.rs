@@ -10,6 +10,7 @@
 use crate::cache::serve::{self, Hot};
 use crate::config::Config;
 use crate::context::{Conn, Ctx, RequestVars, State};
+use crate::output;
 use crate::proxy::{check_request_head, enter, log_request, App};
 use crate::uri;
 use arc_swap::ArcSwap;
@@ -101,7 +102,9 @@ impl ServerApp for Front {
                             let sent = async {
                                 stream.write_all(&out).await?;
                                 if let Some(tail) = &a.tail {
-                                    stream.write_all(tail).await?;
+                                    for part in tail.chunks(output::WRITE_SIZE) {
+                                        stream.write_all(part).await?;
+                                    }
                                 }
                                 stream.flush().await
                             }

@@ -12,6 +12,7 @@ pub mod files;
 pub mod front;
 pub mod headers;
 pub mod metrics;
+pub mod output;
 pub mod proxy;
 pub mod reload;
 pub mod router;

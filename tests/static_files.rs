@@ -444,6 +444,28 @@ fn one_mib_file_is_byte_exact() {
     assert!(r.body == data_1mib(), "1 MiB body differs from the file");
 }
 
+/// Bodies go out in 32 KiB writes: a large file whole, and ranges that start and end inside
+/// a write, arrive byte-exact from the memory copy and from disk (`file_cache: 0`).
+#[test]
+fn large_file_and_ranges_are_byte_exact_in_parts() {
+    let big = data_1mib();
+    for cache in ["", "file_cache: 0\n"] {
+        let cfg = format!("{cache}{CONFIG}");
+        let proxy = start_proxy_with(&cfg, &[("root/big.bin", &big)]);
+        for _ in 0..2 {
+            let r = get(proxy.port, "/big.bin");
+            assert_status(&r, 200, "GET /big.bin");
+            assert!(r.body == big, "1 MiB body differs ({cache})");
+        }
+        for (first, last) in [(40_000, 200_000), (32_767, 32_768), (1_000_000, 1_048_575)] {
+            let range = format!("bytes={first}-{last}");
+            let r = get_with(proxy.port, "/big.bin", &[("Range", &range)]);
+            assert_status(&r, 206, &range);
+            assert!(r.body == big[first..=last], "{range} differs ({cache})");
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Response header rules
 

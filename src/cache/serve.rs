@@ -160,8 +160,8 @@ pub async fn serve_hot(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
     session
         .write_response_header(Box::new(hot.header), body.is_none())
         .await?;
-    if body.is_some() {
-        session.write_response_body(body, true).await?;
+    if let Some(body) = body {
+        crate::output::write_body(session, body).await?;
     }
     Ok(true)
 }
