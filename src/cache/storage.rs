@@ -37,8 +37,8 @@ const FIXED: usize = 8 + 8 + 4 + 4 + 16 + 1 + 16 + 2;
 
 /// This process's id, for temp file names (`getpid` is a system call on every use).
 static PID: once_cell::sync::Lazy<u32> = once_cell::sync::Lazy::new(std::process::id);
-/// Body bytes returned per `read_body` on a hit.
-const HIT_CHUNK: usize = 256 * 1024;
+/// Body bytes returned per `read_body` on a disk hit: one client write each (`output`).
+const HIT_CHUNK: usize = crate::output::WRITE_SIZE;
 
 fn now_secs() -> u64 {
     unix_secs(SystemTime::now())
