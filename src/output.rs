@@ -1,12 +1,15 @@
 //! How response bodies held in memory reach the client: in writes of at most
 //! [`WRITE_SIZE`] bytes, as NGINX's output buffers (`output_buffers 2 32k`) and Go's
-//! `io.Copy` do, never as one large write.
+//! `io.Copy` do, never as one large write. Bodies read from disk (`files`, cache HITs) are
+//! read in pieces of the same size, one write each.
 //!
-//! Measured on loopback (BENCHMARKS.md, S3): one `send` of a 1 MiB body keeps the socket
-//! locked while the whole megabyte is copied, so the receiver's ACKs queue up behind it and
-//! are processed by the sending core; in 32 KiB writes each piece is on its way while the
-//! next is copied. Writes of 64 KiB were the worst case there (each one a full segment of the
-//! 65,483-byte loopback MSS plus a 53-byte runt).
+//! Measured on loopback (BENCHMARKS.md, S3 and the body-size table): a 1 MiB body in one
+//! `send` saturated the proxy's core while the load generator's was half idle, and did 0.85×
+//! NGINX; in 32 KiB writes the proxy's CPU per request fell and it does 1.13–1.16×. One write is
+//! faster for bodies up to 128 KiB, but much slower at some larger sizes (how a body splits
+//! into 65,483-byte loopback segments matters more than its size; 64 KiB writes, a full
+//! segment plus a 53-byte runt each, were the worst), while 32 KiB writes were at or above
+//! NGINX at every size measured.
 
 use bytes::Bytes;
 use pingora_error::Result;
