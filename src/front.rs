@@ -26,6 +26,7 @@ use pingora_proxy::HttpProxy;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::time::timeout;
 
 /// How long an idle keep-alive connection is kept (NGINX `keepalive_timeout` is 75 s).
 const KEEPALIVE: Duration = Duration::from_secs(60);
@@ -99,14 +100,16 @@ impl ServerApp for Front {
                 if !buf.is_empty() {
                     match self.answer(&buf, conn, shutdown, &mut out) {
                         Some(Ok(a)) => {
+                            // NGINX `send_timeout`: each write must progress within it.
+                            let limit = a.ctx.state.cfg.send_timeout;
                             let sent = async {
-                                stream.write_all(&out).await?;
+                                timeout(limit, stream.write_all(&out)).await??;
                                 if let Some(tail) = &a.tail {
                                     for part in tail.chunks(output::WRITE_SIZE) {
-                                        stream.write_all(part).await?;
+                                        timeout(limit, stream.write_all(part)).await??;
                                     }
                                 }
-                                stream.flush().await
+                                timeout(limit, stream.flush()).await?
                             }
                             .await
                             .is_ok();
@@ -139,7 +142,7 @@ impl ServerApp for Front {
                     buf.reserve(4096);
                 }
                 let idle = buf.is_empty();
-                let read = tokio::time::timeout(KEEPALIVE, stream.read_buf(&mut buf));
+                let read = timeout(KEEPALIVE, stream.read_buf(&mut buf));
                 let read = if idle {
                     // Idle between requests: a shutdown closes the connection at once (as
                     // Pingora does with its idle keep-alive connections).

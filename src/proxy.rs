@@ -109,13 +109,17 @@ pub fn log_request(vars: &RequestVars) {
     }
 }
 
-/// Whether `e` means the client went away (errors writing to or reading from it). Errors of
-/// our own `write_response_*` calls in `request_filter` carry no source, hence "not upstream".
+/// Whether `e` means the client went away (errors writing to or reading from it) or stopped
+/// reading (`send_timeout`). Errors of our own `write_response_*` calls in `request_filter`
+/// carry no source, hence "not upstream".
 fn client_gone(e: &Error) -> bool {
     *e.esource() != ErrorSource::Upstream
         && matches!(
             e.etype(),
-            ErrorType::WriteError | ErrorType::ReadError | ErrorType::ConnectionClosed
+            ErrorType::WriteError
+                | ErrorType::ReadError
+                | ErrorType::ConnectionClosed
+                | ErrorType::WriteTimedout
         )
 }
 
@@ -146,6 +150,9 @@ impl ProxyHttp for App {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        // NGINX `send_timeout`: each write to the client must progress within it (Pingora
+        // applies it per body write; bodies go out in 32 KiB writes, `output`).
+        session.set_write_timeout(Some(ctx.state.cfg.send_timeout));
         let loc = match route(session.req_header(), ctx) {
             Ok(loc) => loc,
             Err(status) => {
@@ -531,11 +538,12 @@ impl ProxyHttp for App {
     }
 
     fn suppress_error_log(&self, session: &Session, ctx: &Ctx, e: &Error) -> bool {
-        // A client that goes away is not a server error (NGINX logs it at `info`).
+        // A client that goes away or stops reading is not a server error (NGINX logs both at
+        // `info`).
         let client_gone = client_gone(e);
         if client_gone {
             log::info!(
-                "client closed the connection: {e}, {}",
+                "client closed the connection or timed out: {e}, {}",
                 self.request_summary(session, ctx)
             );
         }

@@ -354,6 +354,16 @@ fn error_bad_grace_period() {
 }
 
 #[test]
+fn error_bad_send_timeout() {
+    for bad in ["never", "0", "-1s"] {
+        let yaml = format!(
+            "listen: [\"127.0.0.1:1\"]\nsend_timeout: {bad}\nlocations:\n  - prefix: /\n    root: /tmp\n"
+        );
+        expect_config_error(&yaml, &["send_timeout"], &["send_timeout"]);
+    }
+}
+
+#[test]
 fn error_bad_threads_value() {
     for bad in ["lots", "0", "-2", "1.5"] {
         let yaml = format!(

@@ -286,6 +286,9 @@ pub struct Config {
     pub grace_period: Duration,
     /// Bytes of response gathered per client connection before a write (0: none).
     pub client_write_buffer: usize,
+    /// A client that accepts no bytes of a response for this long is disconnected (NGINX
+    /// `send_timeout`).
+    pub send_timeout: Duration,
     /// Bytes of small static files kept in memory (0: none).
     pub file_cache: u64,
     /// On SIGTERM, how long to keep serving with `/readyz` at 503 before closing the listeners
@@ -574,6 +577,14 @@ impl Compiler {
             .ok()
             .filter(|n| *n <= 1 << 20)
             .ok_or_else(|| self.err("client_write_buffer", "at most 1m"))?;
+        let send_timeout = self.duration(
+            "send_timeout",
+            raw.send_timeout.as_ref(),
+            Duration::from_secs(60),
+        )?;
+        if send_timeout.is_zero() {
+            return Err(self.err("send_timeout", "must be more than 0"));
+        }
         let file_cache = self
             .size("file_cache", raw.file_cache.as_ref())?
             .unwrap_or(32 << 20);
@@ -749,6 +760,7 @@ impl Compiler {
             pid_file,
             grace_period,
             client_write_buffer,
+            send_timeout,
             file_cache,
             shutdown_delay,
             error_log,

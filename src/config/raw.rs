@@ -19,6 +19,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub client_write_buffer: Option<Value>,
     #[serde(default)]
+    pub send_timeout: Option<Value>,
+    #[serde(default)]
     pub file_cache: Option<Value>,
     #[serde(default)]
     pub shutdown_delay: Option<Value>,
