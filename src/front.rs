@@ -24,9 +24,9 @@ use pingora_core::server::ShutdownWatch;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::HttpProxy;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::time::timeout;
+use tokio::time::{timeout, timeout_at};
 
 /// How long an idle keep-alive connection is kept (NGINX `keepalive_timeout` is 75 s).
 const KEEPALIVE: Duration = Duration::from_secs(60);
@@ -86,18 +86,25 @@ impl ServerApp for Front {
             server: server.as_ref(),
         };
         // Without a memory tier there is nothing for the front to answer: it only waits for
-        // each request (idle timeout, shutdown) and hands the bytes to Pingora unparsed.
+        // each request head (idle and header timeouts, shutdown) and hands the bytes to Pingora
+        // unparsed.
         let parse = self.state.load().cfg.zones.iter().any(|z| z.memory > 0);
         let mut buf = BytesMut::with_capacity(4096);
         let mut out = BytesMut::new();
         let mut stopping = shutdown.clone();
+        // When the first bytes of the head being read arrived: NGINX's `client_header_timeout`
+        // bounds the whole head, not each read.
+        let mut head_since: Option<Instant>;
         loop {
+            // bytes left from the last request start the next head's clock when read on
+            head_since = None;
             // Read until a whole head is buffered (or it is not ours to parse).
             let next = loop {
                 if !buf.is_empty() && !parse {
-                    break Next::HandOff;
-                }
-                if !buf.is_empty() {
+                    if buf.len() > MAX_HEAD || head_complete(&buf) {
+                        break Next::HandOff;
+                    }
+                } else if !buf.is_empty() {
                     match self.answer(&buf, conn, shutdown, &mut out) {
                         Some(Ok(a)) => {
                             // NGINX `send_timeout`: each write must progress within it.
@@ -142,22 +149,34 @@ impl ServerApp for Front {
                     buf.reserve(4096);
                 }
                 let idle = buf.is_empty();
-                let read = timeout(KEEPALIVE, stream.read_buf(&mut buf));
-                let read = if idle {
-                    // Idle between requests: a shutdown closes the connection at once (as
-                    // Pingora does with its idle keep-alive connections).
-                    if *stopping.borrow() {
-                        return None;
+                if !idle {
+                    // a partial head: read the rest by the head's deadline
+                    let limit = self.state.load().cfg.client_header_timeout;
+                    let since = *head_since.get_or_insert_with(Instant::now);
+                    match timeout_at((since + limit).into(), stream.read_buf(&mut buf)).await {
+                        Ok(Ok(n)) if n > 0 => continue,
+                        Ok(_) => return None,
+                        Err(_) => {
+                            log::info!(
+                                "client {} timed out ({limit:?}) while sending its request head ({} bytes)",
+                                conn.client.map_or_else(String::new, |a| a.to_string()),
+                                buf.len()
+                            );
+                            return None;
+                        }
                     }
-                    tokio::select! {
-                        r = read => r,
-                        _ = stopping.changed() => return None,
-                    }
-                } else {
-                    read.await
+                }
+                // Idle between requests: a shutdown closes the connection at once (as Pingora
+                // does with its idle keep-alive connections).
+                if *stopping.borrow() {
+                    return None;
+                }
+                let read = tokio::select! {
+                    r = timeout(KEEPALIVE, stream.read_buf(&mut buf)) => r,
+                    _ = stopping.changed() => return None,
                 };
                 match read {
-                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(Ok(n)) if n > 0 => head_since = Some(Instant::now()),
                     // closed, failed or idle too long
                     _ => return None,
                 }
@@ -334,4 +353,9 @@ fn write_response(hot: &Hot, keepalive: bool, out: &mut BytesMut) -> Option<Byte
         }
         None => None,
     }
+}
+
+/// Whether `buf` holds a whole request head: it has an empty line (`CRLF CRLF`, or bare LFs).
+fn head_complete(buf: &[u8]) -> bool {
+    buf.windows(2).any(|w| w == b"\n\n") || buf.windows(3).any(|w| w == b"\n\r\n")
 }

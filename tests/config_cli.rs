@@ -354,12 +354,14 @@ fn error_bad_grace_period() {
 }
 
 #[test]
-fn error_bad_send_timeout() {
-    for bad in ["never", "0", "-1s"] {
-        let yaml = format!(
-            "listen: [\"127.0.0.1:1\"]\nsend_timeout: {bad}\nlocations:\n  - prefix: /\n    root: /tmp\n"
-        );
-        expect_config_error(&yaml, &["send_timeout"], &["send_timeout"]);
+fn error_bad_client_timeouts() {
+    for key in ["send_timeout", "client_header_timeout"] {
+        for bad in ["never", "0", "-1s"] {
+            let yaml = format!(
+                "listen: [\"127.0.0.1:1\"]\n{key}: {bad}\nlocations:\n  - prefix: /\n    root: /tmp\n"
+            );
+            expect_config_error(&yaml, &[key], &[key]);
+        }
     }
 }
 

@@ -289,6 +289,9 @@ pub struct Config {
     /// A client that accepts no bytes of a response for this long is disconnected (NGINX
     /// `send_timeout`).
     pub send_timeout: Duration,
+    /// A request head must arrive whole within this long of its first byte (NGINX
+    /// `client_header_timeout`).
+    pub client_header_timeout: Duration,
     /// Bytes of small static files kept in memory (0: none).
     pub file_cache: u64,
     /// On SIGTERM, how long to keep serving with `/readyz` at 503 before closing the listeners
@@ -585,6 +588,14 @@ impl Compiler {
         if send_timeout.is_zero() {
             return Err(self.err("send_timeout", "must be more than 0"));
         }
+        let client_header_timeout = self.duration(
+            "client_header_timeout",
+            raw.client_header_timeout.as_ref(),
+            Duration::from_secs(60),
+        )?;
+        if client_header_timeout.is_zero() {
+            return Err(self.err("client_header_timeout", "must be more than 0"));
+        }
         let file_cache = self
             .size("file_cache", raw.file_cache.as_ref())?
             .unwrap_or(32 << 20);
@@ -761,6 +772,7 @@ impl Compiler {
             grace_period,
             client_write_buffer,
             send_timeout,
+            client_header_timeout,
             file_cache,
             shutdown_delay,
             error_log,

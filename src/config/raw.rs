@@ -21,6 +21,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub send_timeout: Option<Value>,
     #[serde(default)]
+    pub client_header_timeout: Option<Value>,
+    #[serde(default)]
     pub file_cache: Option<Value>,
     #[serde(default)]
     pub shutdown_delay: Option<Value>,

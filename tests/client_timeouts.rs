@@ -1,13 +1,16 @@
-//! `send_timeout` (NGINX's directive, default 60 s): a client that stops reading a response is
-//! disconnected once a write to it has made no progress for that long, whoever writes the
-//! body (Pingora's path for files from disk and proxied bodies, the front for memory HITs).
+//! The timeouts on clients, NGINX's directives with NGINX's defaults (60 s):
+//! - `send_timeout`: a client that stops reading a response is disconnected once a write to it
+//!   has made no progress for that long, whoever writes the body (Pingora's path for files from
+//!   disk and proxied bodies, the front for memory HITs);
+//! - `client_header_timeout`: a request head must arrive whole within that long of its first
+//!   byte, however steadily it trickles in.
 
 mod common;
 
 use common::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const BIG: usize = 16 << 20;
 
@@ -106,4 +109,65 @@ fn a_client_that_stops_reading_is_disconnected() {
     // a client that reads gets everything
     let r = get(p.port, "/files/big.bin");
     assert!(r.body == big, "whole file for a reading client");
+}
+
+fn header_config(origin: &str, memory: &str) -> String {
+    format!(
+        r#"listen: ["127.0.0.1:{{PORT}}"]
+client_header_timeout: 1s
+caches: {{z: {{path: "{{DIR}}/cache", memory: {memory}}}}}
+upstreams: {{up: {{address: "{origin}"}}}}
+locations:
+  - prefix: /
+    proxy_pass: http://up
+    cache: {{zone: z, valid: {{"200": 1m}}}}
+"#
+    )
+}
+
+/// A head trickled in a line every 250 ms is cut off one second after its first byte with no
+/// response (as NGINX: its access log says 408, the client gets nothing), whether the front
+/// parses heads (memory tier) or only waits for whole ones (`memory: 0`); a head that arrives
+/// in parts within the limit is answered.
+#[test]
+fn a_request_head_must_arrive_within_client_header_timeout() {
+    let origin = start_origin();
+    for memory in ["16m", "0"] {
+        let p = start_proxy(&header_config(&origin.addr(), memory));
+
+        let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n").unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        s.write_all(b"Connection: close\r\n\r\n").unwrap();
+        let mut answer = Vec::new();
+        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let _ = s.read_to_end(&mut answer);
+        assert!(
+            answer.starts_with(b"HTTP/1.1 200"),
+            "memory {memory}: a head in two parts 300 ms apart: {:?}",
+            String::from_utf8_lossy(&answer[..answer.len().min(40)])
+        );
+
+        let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+        let start = Instant::now();
+        s.write_all(b"GET /a HTTP/1.1\r\nHost: x\r\n").unwrap();
+        while start.elapsed() < Duration::from_secs(6) {
+            std::thread::sleep(Duration::from_millis(250));
+            if s.write_all(b"X-Trickle: 1\r\n").is_err() {
+                break;
+            }
+        }
+        s.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+        let mut got = Vec::new();
+        let closed = match s.read_to_end(&mut got) {
+            Ok(_) => true,
+            Err(e) => !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut),
+        };
+        let took = start.elapsed();
+        assert!(
+            closed && got.is_empty() && took < Duration::from_secs(4),
+            "memory {memory}: trickled head: closed {closed}, {} bytes back, after {took:?}",
+            got.len()
+        );
+    }
 }
