@@ -580,22 +580,17 @@ impl Compiler {
             .ok()
             .filter(|n| *n <= 1 << 20)
             .ok_or_else(|| self.err("client_write_buffer", "at most 1m"))?;
-        let send_timeout = self.duration(
-            "send_timeout",
-            raw.send_timeout.as_ref(),
-            Duration::from_secs(60),
-        )?;
-        if send_timeout.is_zero() {
-            return Err(self.err("send_timeout", "must be more than 0"));
-        }
-        let client_header_timeout = self.duration(
-            "client_header_timeout",
-            raw.client_header_timeout.as_ref(),
-            Duration::from_secs(60),
-        )?;
-        if client_header_timeout.is_zero() {
-            return Err(self.err("client_header_timeout", "must be more than 0"));
-        }
+        // NGINX's client timeouts, with its defaults
+        let client_timeout = |key: &str, v: Option<&Value>| -> R<Duration> {
+            let d = self.duration(key, v, Duration::from_secs(60))?;
+            if d.is_zero() {
+                return Err(self.err(key, "must be more than 0"));
+            }
+            Ok(d)
+        };
+        let send_timeout = client_timeout("send_timeout", raw.send_timeout.as_ref())?;
+        let client_header_timeout =
+            client_timeout("client_header_timeout", raw.client_header_timeout.as_ref())?;
         let file_cache = self
             .size("file_cache", raw.file_cache.as_ref())?
             .unwrap_or(32 << 20);
