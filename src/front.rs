@@ -112,7 +112,10 @@ impl ServerApp for Front {
                             let sent = async {
                                 within(limit, stream.write_all(&out)).await?;
                                 if let Some(tail) = &a.tail {
-                                    for part in tail.chunks(output::WRITE_SIZE) {
+                                    let socket = stream.get_socket_digest();
+                                    let size =
+                                        output::write_size_for(tail.len(), socket.as_deref());
+                                    for part in tail.chunks(size) {
                                         within(limit, stream.write_all(part)).await?;
                                     }
                                 }

@@ -1,37 +1,65 @@
-//! How response bodies held in memory reach the client: in writes of at most
-//! [`WRITE_SIZE`] bytes, as NGINX's output buffers (`output_buffers 2 32k`) and Go's
-//! `io.Copy` do, never as one large write. Bodies read from disk (`files`, cache HITs) are
-//! read in pieces of the same size, one write each.
+//! How response bodies held in memory reach the client: a body up to [`MAX_WRITE`] (128 KiB)
+//! in one write, a larger one in writes of whole TCP segments of up to that size (the
+//! connection's MSS from `TCP_INFO`; [`WRITE_SIZE`], 32 KiB like NGINX's output buffers, when
+//! it is unknown), never as one large write. Bodies read from disk (`files`, cache HITs) are
+//! read in [`WRITE_SIZE`] pieces, one write each.
 //!
 //! Measured on loopback (BENCHMARKS.md, S3 and the body-size table): a 1 MiB body in one
-//! `send` saturated the proxy's core while the load generator's was half idle, and did 0.85×
-//! NGINX; in 32 KiB writes the proxy's CPU per request fell and it does 1.13–1.16×. One write is
-//! faster for bodies up to 128 KiB, but much slower at some larger sizes (how a body splits
-//! into 65,483-byte loopback segments matters more than its size; 64 KiB writes, a full
-//! segment plus a 53-byte runt each, were the worst), while 32 KiB writes were at or above
-//! NGINX at every size measured.
+//! `send` saturated the proxy's core while the load generator's was half idle (0.85× NGINX by
+//! hand); in 32 KiB writes it was 0.97–1.16× over seven bench runs; in writes of two whole
+//! 65,483-byte loopback segments 1.19–1.23×, with the proxy's CPU per request 0.83–0.86× of
+//! NGINX's. Writes that are not whole segments end in a short packet each (64 KiB writes, a
+//! full segment plus 53 bytes, were the worst: 2.1k req/s). One write is the fastest for
+//! bodies up to 128 KiB.
 
 use bytes::Bytes;
+use pingora_core::protocols::SocketDigest;
 use pingora_error::Result;
 use pingora_proxy::Session;
 
-/// The most bytes handed to the socket in one write.
+/// Bodies up to this size go in one write; larger ones in writes of whole TCP segments up to
+/// this size.
+pub const MAX_WRITE: usize = 128 * 1024;
+
+/// The size of reads from disk (one write each), and of writes when the connection's segment
+/// size is unknown.
 pub const WRITE_SIZE: usize = 32 * 1024;
 
-/// `body` cut into slices of at most [`WRITE_SIZE`] bytes (no copy).
-pub fn parts(body: &Bytes) -> impl Iterator<Item = Bytes> + '_ {
-    (0..body.len())
-        .step_by(WRITE_SIZE)
-        .map(move |at| body.slice(at..body.len().min(at + WRITE_SIZE)))
+/// The largest whole number of segments of `mss` bytes within [`MAX_WRITE`]: with
+/// `TCP_NODELAY` every write ends in a pushed packet, so a write of whole segments leaves no
+/// short packet behind it (130,966 bytes on loopback, 130,320 with a 1,500-byte MTU).
+pub fn write_size(mss: Option<u32>) -> usize {
+    match mss.map(|m| m as usize) {
+        Some(m) if (536..=MAX_WRITE).contains(&m) => MAX_WRITE / m * m,
+        _ => WRITE_SIZE,
+    }
 }
 
-/// Write `body` (the whole rest of the response) to the client in [`parts`]; the last one
-/// ends the response.
+/// The write size for a body of `len` bytes on `socket`: the whole body up to [`MAX_WRITE`],
+/// else [`write_size`] of the connection's MSS (one `TCP_INFO` query).
+pub fn write_size_for(len: usize, socket: Option<&SocketDigest>) -> usize {
+    if len <= MAX_WRITE {
+        return MAX_WRITE;
+    }
+    write_size(socket.and_then(|s| s.tcp_info()).map(|i| i.tcpi_snd_mss))
+}
+
+/// `body` cut into slices of at most `size` bytes (no copy).
+pub fn parts(body: &Bytes, size: usize) -> impl Iterator<Item = Bytes> + '_ {
+    (0..body.len())
+        .step_by(size)
+        .map(move |at| body.slice(at..body.len().min(at + size)))
+}
+
+/// Write `body` (the whole rest of the response) to the client in [`parts`] of the
+/// connection's [`write_size_for`]; the last one ends the response.
 pub async fn write_body(session: &mut Session, body: Bytes) -> Result<()> {
     if body.is_empty() {
         return session.write_response_body(Some(body), true).await;
     }
-    let mut parts = parts(&body).peekable();
+    let socket = session.digest().and_then(|d| d.socket_digest.clone());
+    let size = write_size_for(body.len(), socket.as_deref());
+    let mut parts = parts(&body, size).peekable();
     while let Some(part) = parts.next() {
         let last = parts.peek().is_none();
         session.write_response_body(Some(part), last).await?;
@@ -45,19 +73,26 @@ mod tests {
 
     #[test]
     fn parts_cover_the_body_in_order() {
-        for len in [
-            0,
-            1,
-            WRITE_SIZE - 1,
-            WRITE_SIZE,
-            WRITE_SIZE + 1,
-            3 * WRITE_SIZE + 17,
-        ] {
-            let body = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
-            let parts: Vec<Bytes> = parts(&body).collect();
-            assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= WRITE_SIZE));
-            assert_eq!(parts.len(), len.div_ceil(WRITE_SIZE), "len {len}");
-            assert_eq!(parts.concat(), body.to_vec(), "len {len}");
+        for size in [WRITE_SIZE, 130_966] {
+            for len in [0, 1, size - 1, size, size + 1, 3 * size + 17] {
+                let body = Bytes::from((0..len).map(|i| (i % 251) as u8).collect::<Vec<_>>());
+                let parts: Vec<Bytes> = parts(&body, size).collect();
+                assert!(parts.iter().all(|p| !p.is_empty() && p.len() <= size));
+                assert_eq!(parts.len(), len.div_ceil(size), "len {len}");
+                assert_eq!(parts.concat(), body.to_vec(), "len {len}");
+            }
         }
+    }
+
+    #[test]
+    fn writes_are_whole_segments() {
+        assert_eq!(write_size(Some(65_483)), 130_966); // loopback
+        assert_eq!(write_size(Some(1_448)), 130_320); // 1,500-byte MTU with timestamps
+        assert_eq!(write_size(Some(8_948)), 125_272); // jumbo frames
+        assert_eq!(write_size(None), WRITE_SIZE);
+        assert_eq!(write_size(Some(0)), WRITE_SIZE);
+        assert_eq!(write_size(Some(1 << 20)), WRITE_SIZE);
+        assert_eq!(write_size_for(MAX_WRITE, None), MAX_WRITE);
+        assert_eq!(write_size_for(MAX_WRITE + 1, None), WRITE_SIZE);
     }
 }

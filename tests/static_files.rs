@@ -444,7 +444,8 @@ fn one_mib_file_is_byte_exact() {
     assert!(r.body == data_1mib(), "1 MiB body differs from the file");
 }
 
-/// Bodies go out in 32 KiB writes: a large file whole, and ranges that start and end inside
+/// Bodies over 128 KiB go out in several writes (whole TCP segments; disk reads of 32 KiB): a
+/// large file whole, and ranges that start and end inside
 /// a write, arrive byte-exact from the memory copy and from disk (`file_cache: 0`).
 #[test]
 fn large_file_and_ranges_are_byte_exact_in_parts() {
