@@ -6,7 +6,7 @@
 //!
 //! Measured on loopback (BENCHMARKS.md, S3 and the body-size table): a 1 MiB body in one
 //! `send` saturated the proxy's core while the load generator's was half idle (0.85× NGINX by
-//! hand); in 32 KiB writes it was 0.97–1.16× over seven bench runs; in writes of two whole
+//! hand); in 32 KiB writes it was 0.97–1.16× over ten bench runs; in writes of two whole
 //! 65,483-byte loopback segments 1.19–1.23×, with the proxy's CPU per request 0.83–0.86× of
 //! NGINX's. Writes that are not whole segments end in a short packet each (64 KiB writes, a
 //! full segment plus 53 bytes, were the worst: 2.1k req/s). One write is the fastest for
