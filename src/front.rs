@@ -96,7 +96,8 @@ impl ServerApp for Front {
         // bounds the whole head, not each read.
         let mut head_since: Option<Instant>;
         loop {
-            // bytes left from the last request start the next head's clock when read on
+            // a new head: its clock starts with its first bytes (or the next read, for bytes
+            // left over from the last request)
             head_since = None;
             // Read until a whole head is buffered (or it is not ours to parse).
             let next = loop {

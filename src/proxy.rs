@@ -151,7 +151,7 @@ impl ProxyHttp for App {
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
         // NGINX `send_timeout`: each write to the client must progress within it (Pingora
-        // applies it per body write; bodies go out in 32 KiB writes, `output`).
+        // applies it per body write; large bodies go out in several writes, `output`).
         session.set_write_timeout(Some(ctx.state.cfg.send_timeout));
         let loc = match route(session.req_header(), ctx) {
             Ok(loc) => loc,
