@@ -113,9 +113,9 @@ impl ServerApp for Front {
                             let sent = async {
                                 within(limit, stream.write_all(&out)).await?;
                                 if let Some(tail) = &a.tail {
-                                    let socket = stream.get_socket_digest();
-                                    let size =
-                                        output::write_size_for(tail.len(), socket.as_deref());
+                                    let size = output::write_size_for(tail.len(), || {
+                                        output::mss_of(stream.get_socket_digest().as_deref())
+                                    });
                                     for part in tail.chunks(size) {
                                         within(limit, stream.write_all(part)).await?;
                                     }

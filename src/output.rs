@@ -35,13 +35,19 @@ pub fn write_size(mss: Option<u32>) -> usize {
     }
 }
 
-/// The write size for a body of `len` bytes on `socket`: the whole body up to [`MAX_WRITE`],
-/// else [`write_size`] of the connection's MSS (one `TCP_INFO` query).
-pub fn write_size_for(len: usize, socket: Option<&SocketDigest>) -> usize {
+/// The write size for a body of `len` bytes: the whole body up to [`MAX_WRITE`], else
+/// [`write_size`] of the connection's MSS, which `mss` asks the socket for (`TCP_INFO`) only
+/// then.
+pub fn write_size_for(len: usize, mss: impl FnOnce() -> Option<u32>) -> usize {
     if len <= MAX_WRITE {
         return MAX_WRITE;
     }
-    write_size(socket.and_then(|s| s.tcp_info()).map(|i| i.tcpi_snd_mss))
+    write_size(mss())
+}
+
+/// The MSS of a client socket, from `TCP_INFO`.
+pub fn mss_of(socket: Option<&SocketDigest>) -> Option<u32> {
+    socket?.tcp_info().map(|i| i.tcpi_snd_mss)
 }
 
 /// `body` cut into slices of at most `size` bytes (no copy).
@@ -57,8 +63,9 @@ pub async fn write_body(session: &mut Session, body: Bytes) -> Result<()> {
     if body.is_empty() {
         return session.write_response_body(Some(body), true).await;
     }
-    let socket = session.digest().and_then(|d| d.socket_digest.clone());
-    let size = write_size_for(body.len(), socket.as_deref());
+    let size = write_size_for(body.len(), || {
+        mss_of(session.digest().and_then(|d| d.socket_digest.as_deref()))
+    });
     let mut parts = parts(&body, size).peekable();
     while let Some(part) = parts.next() {
         let last = parts.peek().is_none();
@@ -92,7 +99,8 @@ mod tests {
         assert_eq!(write_size(None), WRITE_SIZE);
         assert_eq!(write_size(Some(0)), WRITE_SIZE);
         assert_eq!(write_size(Some(1 << 20)), WRITE_SIZE);
-        assert_eq!(write_size_for(MAX_WRITE, None), MAX_WRITE);
-        assert_eq!(write_size_for(MAX_WRITE + 1, None), WRITE_SIZE);
+        assert_eq!(write_size_for(MAX_WRITE, || Some(1_448)), MAX_WRITE);
+        assert_eq!(write_size_for(MAX_WRITE + 1, || Some(1_448)), 130_320);
+        assert_eq!(write_size_for(MAX_WRITE + 1, || None), WRITE_SIZE);
     }
 }
