@@ -1,22 +1,28 @@
 //! outrigger: a caching reverse-proxy and web-server sidecar on Pingora, configured with the
 //! NGINX vocabulary in YAML.
 
-pub mod access_log;
+// Process: lifecycle and the config snapshot.
 pub mod admin;
+pub mod reload;
+pub mod server;
+pub mod state;
+
+// Request handling: the HTTP/1 edge, Pingora's phases, and what both share.
+pub mod edge;
+pub mod proxy;
+pub mod request;
+
+// Engines and the config model.
+pub mod access_log;
 pub mod cache;
 pub mod compress;
 pub mod config;
-pub mod context;
-pub mod error_page;
 pub mod files;
-pub mod front;
 pub mod headers;
+pub mod lifecycle;
 pub mod metrics;
 pub mod output;
-pub mod proxy;
-pub mod reload;
 pub mod router;
-pub mod server;
 pub mod uri;
 pub mod vars;
 

@@ -3,7 +3,6 @@
 //! `$upstream_cache_status`, cache size, evictions, compression bytes, in-flight requests, config
 //! reloads. Names follow Prometheus conventions (`outrigger_*_total`, `_seconds`, `_bytes`).
 
-use crate::context::State;
 use once_cell::sync::Lazy;
 use prometheus::{
     Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
@@ -192,17 +191,26 @@ impl Metrics {
         }
     }
 
-    /// The text exposition, with gauges refreshed from `state`.
-    pub fn render(&self, state: &State) -> String {
-        self.inflight.set(crate::server::inflight() as i64);
-        for z in &state.zones {
+    /// Refresh the gauges read at scrape time: requests in flight, and each zone's
+    /// (name, bytes, entries).
+    pub fn set_gauges<'a>(
+        &self,
+        inflight: usize,
+        zones: impl Iterator<Item = (&'a str, u64, usize)>,
+    ) {
+        self.inflight.set(inflight as i64);
+        for (name, bytes, entries) in zones {
             self.cache_bytes
-                .with_label_values(&[&z.name])
-                .set(z.storage.bytes() as i64);
+                .with_label_values(&[name])
+                .set(bytes as i64);
             self.cache_entries
-                .with_label_values(&[&z.name])
-                .set(z.storage.entries() as i64);
+                .with_label_values(&[name])
+                .set(entries as i64);
         }
+    }
+
+    /// The text exposition.
+    pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);
         String::from_utf8(buf).unwrap_or_default()

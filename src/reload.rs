@@ -5,8 +5,8 @@
 //! and the running config keeps serving.
 
 use crate::config::Config;
-use crate::context::State;
 use crate::metrics::METRICS;
+use crate::state::State;
 use arc_swap::ArcSwap;
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
@@ -55,7 +55,7 @@ pub fn reload(path: &Path, state: &ArcSwap<State>) -> bool {
             log::warn!("config reload: a change of `{key}` takes effect only after a restart");
         }
     }
-    match crate::server::make_state(Arc::new(cfg)) {
+    match State::build(Arc::new(cfg)) {
         Ok(s) => {
             state.store(Arc::new(s));
             METRICS.reloads.with_label_values(&["success"]).inc();

@@ -2,52 +2,20 @@
 //! pid file, and graceful shutdown (SIGTERM: stop accepting, exit 0 as soon as in-flight requests
 //! finish or the grace period ends; SIGINT: fast exit).
 
-use crate::access_log::AccessLog;
-use crate::admin::AdminApp;
-use crate::cache::Zone;
+use crate::admin::Admin;
 use crate::config::{Config, LogTarget};
-use crate::context::State;
-use crate::front::Front;
-use crate::proxy::App;
+use crate::edge::Edge;
+use crate::lifecycle::{inflight, start_draining};
+use crate::proxy::Proxy;
+use crate::state::State;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
 use std::io::Write;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-
-static INFLIGHT: AtomicUsize = AtomicUsize::new(0);
-static DRAINING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-/// Whether SIGTERM was received (`/readyz` answers 503 from then on).
-pub fn draining() -> bool {
-    DRAINING.load(Ordering::Relaxed)
-}
-
-/// Counts a request as in flight for as long as it lives (held by the request context).
-pub struct InflightGuard(());
-
-impl InflightGuard {
-    #[allow(clippy::new_without_default)]
-    pub fn new() -> InflightGuard {
-        INFLIGHT.fetch_add(1, Ordering::Relaxed);
-        InflightGuard(())
-    }
-}
-
-impl Drop for InflightGuard {
-    fn drop(&mut self) {
-        INFLIGHT.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
-/// Requests currently being handled.
-pub fn inflight() -> usize {
-    INFLIGHT.load(Ordering::Relaxed)
-}
 
 /// Install the error log (`log` facade) at the config's level and target, NGINX-style lines.
 pub fn init_logging(cfg: &Config) {
@@ -71,51 +39,6 @@ pub fn init_logging(cfg: &Config) {
             )
         })
         .try_init();
-}
-
-/// Build the request-handling state (config plus its open access log).
-pub fn make_state(cfg: Arc<Config>) -> std::io::Result<State> {
-    let access_log = cfg.access_log.as_ref().map(AccessLog::open).transpose()?;
-    let zones = cfg
-        .zones
-        .iter()
-        .map(|z| {
-            Zone::open(z).map_err(|e| {
-                std::io::Error::other(format!(
-                    "cache zone `{}` at {}: {e}",
-                    z.name,
-                    z.path.display()
-                ))
-            })
-        })
-        .collect::<std::io::Result<Vec<_>>>()?;
-    let files = crate::files::FileCache::new(cfg.file_cache, cfg.file_cache / 8);
-    let compressed_capacity = cfg
-        .locations
-        .iter()
-        .filter_map(|l| l.compress.as_ref())
-        .map(|c| c.memory_cache)
-        .max()
-        .unwrap_or(0);
-    let compressed = crate::files::FileCache::new(compressed_capacity, compressed_capacity / 4);
-    let zone_of = |l: &crate::config::Location| {
-        let c = l.cache.as_ref()?;
-        cfg.zones.get(c.zone).map(|z| z.name.as_str())
-    };
-    let metrics = cfg
-        .locations
-        .iter()
-        .map(|l| crate::metrics::METRICS.for_location(&l.name, zone_of(l)))
-        .chain([crate::metrics::METRICS.for_location("", None)])
-        .collect();
-    Ok(State {
-        cfg,
-        access_log,
-        zones,
-        files,
-        compressed,
-        metrics,
-    })
 }
 
 struct Signals {
@@ -146,7 +69,7 @@ impl ShutdownSignalWatch for Signals {
         };
         tokio::select! {
             _ = term.recv() => {
-                DRAINING.store(true, Ordering::Relaxed);
+                start_draining();
                 if !self.delay.is_zero() {
                     log::info!("SIGTERM: /readyz answers 503, closing listeners in {:?}", self.delay);
                     tokio::time::sleep(self.delay).await;
@@ -186,7 +109,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     for addr in &cfg.listen {
         std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     }
-    let state = make_state(cfg.clone()).map_err(|e| format!("cannot start: {e}"))?;
+    let state = State::build(cfg.clone()).map_err(|e| format!("cannot start: {e}"))?;
     let grace = cfg.grace_period;
     let conf = ServerConf {
         threads: cfg.threads,
@@ -206,13 +129,13 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
     let shared = Arc::new(ArcSwap::from_pointee(state));
-    let app = App {
+    let proxy = Proxy {
         state: shared.clone(),
     };
-    let proxy = Arc::new(pingora_proxy::http_proxy(&server.configuration, app));
+    let proxy = Arc::new(pingora_proxy::http_proxy(&server.configuration, proxy));
     let mut svc = pingora_core::services::listening::Service::new(
         "outrigger".to_string(),
-        Front {
+        Edge {
             proxy,
             state: shared.clone(),
         },
@@ -232,7 +155,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
             Ok(_) => {
                 let mut a = pingora_core::services::listening::Service::new(
                     "admin".to_string(),
-                    AdminApp {
+                    Admin {
                         state: shared.clone(),
                     },
                 );

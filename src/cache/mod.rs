@@ -4,8 +4,8 @@
 //! `&'static` storage) and are shared by path across config reloads.
 
 pub mod index;
+pub mod memory;
 pub mod policy;
-pub mod serve;
 pub mod storage;
 
 use crate::config::ZoneConfig;

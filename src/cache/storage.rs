@@ -548,6 +548,13 @@ impl DiskStorage {
         self.hot.as_ref()?.get(id)
     }
 
+    pub fn memory_get(&self, id: &HashBinary) -> Option<Arc<HotEntry>> {
+        self.hot_get(id)
+    }
+    pub fn memory_hit(&self, id: &HashBinary, e: &HotEntry) {
+        self.hot_hit(id, e)
+    }
+
     /// Record a hit served from the memory tier (recency for `inactive` and LRU eviction), at
     /// most once a second per entry: `inactive` counts in seconds, and the LRU order within one
     /// second is not worth taking the index lock on every request.

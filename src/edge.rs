@@ -1,18 +1,21 @@
-//! The HTTP/1 front of every listener: it reads each request head itself and answers fresh
-//! memory-tier cache HITs straight from the connection (one parse, one write); every other
-//! request, and anything it does not fully understand, is handed to Pingora's proxy with the
-//! bytes already read, and the connection comes back to the front afterwards.
+//! The HTTP/1 edge of every plain listener: it reads each request head itself and answers
+//! fresh memory-tier cache HITs straight from the connection (one parse, one write); every
+//! other request, and anything it does not fully understand, is handed to Pingora's proxy
+//! with the bytes already read, and the connection comes back to the edge afterwards.
 //!
 //! Pingora's session machinery (a boxed session, a cache state machine and a request context
 //! per request) costs more than the whole answer of a memory HIT; this path keeps the same
-//! routing, cache lookup, header rules, metrics and access log (shared with `proxy`).
+//! routing, cache lookup, header rules, metrics and access log (`request`, shared with `proxy`).
 
-use crate::cache::serve::{self, Hot};
 use crate::config::Config;
-use crate::context::{Conn, Ctx, RequestVars, State};
 use crate::output;
-use crate::proxy::{check_request_head, enter, log_request, App};
-use crate::uri;
+use crate::proxy::Proxy;
+use crate::request::context::Ctx;
+use crate::request::log::log_request;
+use crate::request::memory_tier::{self, MemoryHit};
+use crate::request::route;
+use crate::request::vars::{Conn, RequestVars};
+use crate::state::State;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
@@ -38,13 +41,13 @@ const MAX_HEAD: usize = 16 * 1024;
 /// Bodies up to this size are copied behind the header for a single write.
 const COALESCE: usize = 16 * 1024;
 
-/// The listeners' application: the front, and Pingora's proxy behind it.
-pub struct Front {
-    pub proxy: Arc<HttpProxy<App>>,
+/// The listeners' application: the edge, and Pingora's proxy behind it.
+pub struct Edge {
+    pub proxy: Arc<HttpProxy<Proxy>>,
     pub state: Arc<ArcSwap<State>>,
 }
 
-/// A HIT ready to send: its response in the front's output buffer, and what is needed to log
+/// A HIT ready to send: its response in the edge's output buffer, and what is needed to log
 /// it once sent.
 struct Answered {
     /// Bytes of the connection buffer the request used.
@@ -54,10 +57,22 @@ struct Answered {
     tail: Option<Bytes>,
     req: RequestHeader,
     ctx: Ctx,
-    hot: Hot,
+    hit: MemoryHit,
 }
 
-/// What the front does with a parsed head.
+/// What the edge makes of the bytes at the start of its buffer (returned by value: a box
+/// would be an allocation per HIT).
+#[allow(clippy::large_enum_variant)]
+enum Verdict {
+    /// Not a whole head yet.
+    Incomplete,
+    /// A memory-tier HIT, its response ready in the output buffer.
+    Answer(Answered),
+    /// Pingora handles this request.
+    HandOff,
+}
+
+/// What the edge does with a parsed head.
 enum Next {
     /// Answered; keep the connection for another request (or close it).
     Answered { keepalive: bool },
@@ -66,7 +81,7 @@ enum Next {
 }
 
 #[async_trait]
-impl ServerApp for Front {
+impl ServerApp for Edge {
     async fn process_new(
         self: &Arc<Self>,
         mut stream: Stream,
@@ -85,7 +100,7 @@ impl ServerApp for Front {
             client: client.as_ref(),
             server: server.as_ref(),
         };
-        // Without a memory tier there is nothing for the front to answer: it only waits for
+        // Without a memory tier there is nothing for the edge to answer: it only waits for
         // each request head (idle and header timeouts, shutdown) and hands the bytes to Pingora
         // unparsed.
         let parse = self.state.load().cfg.zones.iter().any(|z| z.memory > 0);
@@ -107,7 +122,7 @@ impl ServerApp for Front {
                     }
                 } else if !buf.is_empty() {
                     match self.answer(&buf, conn, shutdown, &mut out) {
-                        Some(Ok(a)) => {
+                        Verdict::Answer(a) => {
                             // NGINX `send_timeout`: each write must progress within it.
                             let limit = a.ctx.state.cfg.send_timeout;
                             let sent = async {
@@ -124,13 +139,13 @@ impl ServerApp for Front {
                             }
                             .await
                             .is_ok();
-                            a.hot.touch(&a.ctx);
+                            a.hit.touch(&a.ctx);
                             log_request(&RequestVars {
                                 req: &a.req,
                                 conn,
                                 ctx: &a.ctx,
-                                resp: Some(&a.hot.header),
-                                body_bytes_sent: match a.hot.body() {
+                                resp: Some(&a.hit.header),
+                                body_bytes_sent: match a.hit.body() {
                                     Some(b) if sent => b.len(),
                                     _ => 0,
                                 },
@@ -143,10 +158,9 @@ impl ServerApp for Front {
                                 keepalive: a.keepalive,
                             };
                         }
-                        Some(Err(())) => break Next::HandOff,
-                        // partial head
-                        None if buf.len() > MAX_HEAD => break Next::HandOff,
-                        None => {}
+                        Verdict::HandOff => break Next::HandOff,
+                        Verdict::Incomplete if buf.len() > MAX_HEAD => break Next::HandOff,
+                        Verdict::Incomplete => {}
                     }
                 }
                 if buf.capacity() - buf.len() < 1024 {
@@ -208,26 +222,30 @@ impl ServerApp for Front {
     }
 }
 
-impl Front {
+impl Edge {
     /// Parse the head at the start of `buf` and, for a fresh memory-tier HIT, put the
-    /// response in `out`. `None`: the head is incomplete; `Err`: Pingora handles it.
+    /// response in `out`.
     fn answer(
         &self,
         buf: &[u8],
         conn: Conn,
         shutdown: &ShutdownWatch,
         out: &mut BytesMut,
-    ) -> Option<Result<Answered, ()>> {
+    ) -> Verdict {
         let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
         let mut parsed = httparse::Request::new(&mut fields);
         let used = match parsed.parse(buf) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return None,
-            Err(_) => return Some(Err(())),
+            Ok(httparse::Status::Partial) => return Verdict::Incomplete,
+            Err(_) => return Verdict::HandOff,
         };
-        Some(self.answer_parsed(&parsed, used, conn, shutdown, out))
+        match self.answer_parsed(&parsed, used, conn, shutdown, out) {
+            Some(a) => Verdict::Answer(a),
+            None => Verdict::HandOff,
+        }
     }
 
+    /// The memory-tier HIT answering a whole parsed head; `None` hands the request to Pingora.
     fn answer_parsed(
         &self,
         parsed: &httparse::Request,
@@ -235,20 +253,20 @@ impl Front {
         conn: Conn,
         shutdown: &ShutdownWatch,
         out: &mut BytesMut,
-    ) -> Result<Answered, ()> {
+    ) -> Option<Answered> {
         let method = match parsed.method {
             Some("GET") => Method::GET,
             Some("HEAD") => Method::HEAD,
-            _ => return Err(()),
+            _ => return None,
         };
-        let path = parsed.path.ok_or(())?;
+        let path = parsed.path?;
         if !path.starts_with('/') {
-            return Err(());
+            return None;
         }
         let version = match parsed.version {
             Some(1) => Version::HTTP_11,
             Some(0) => Version::HTTP_10,
-            _ => return Err(()),
+            _ => return None,
         };
         // Requests with a body, an upgrade or an expectation are Pingora's.
         let (mut close, mut keep) = (false, false);
@@ -259,7 +277,7 @@ impl Front {
                 || n.eq_ignore_ascii_case(b"expect")
                 || (n.eq_ignore_ascii_case(b"content-length") && f.value != b"0")
             {
-                return Err(());
+                return None;
             }
             if n.eq_ignore_ascii_case(b"connection") {
                 for token in f.value.split(|b| *b == b',') {
@@ -270,50 +288,50 @@ impl Front {
             }
         }
         // Only a location caching in a memory tier can be answered here; anything else goes to
-        // Pingora before any more work. The steps of `proxy::route` follow, in an order that
-        // hands off before a request header is built (keep the two in step).
+        // Pingora before any more work. These are `route::route`'s steps, ordered so that a
+        // request is handed off before a request header is built; any refusal is Pingora's to
+        // answer.
         let state = self.state.load_full();
         let raw_path = path.split_once('?').map_or(path, |(p, _)| p);
-        let norm = uri::normalize(raw_path).map_err(|_| ())?;
-        let loc = state.cfg.router.find(&norm).ok_or(())?;
+        let norm = route::normalize(raw_path).ok()?;
+        let loc = route::locate(&state.cfg, &norm).ok()?;
         if !answerable(&state.cfg, loc) {
-            return Err(());
+            return None;
         }
         let mut req =
             RequestHeader::build_no_case(method, path.as_bytes(), Some(parsed.headers.len()))
-                .map_err(|_| ())?;
+                .ok()?;
         req.set_version(version);
         for f in parsed.headers.iter() {
-            let name = header::HeaderName::from_bytes(f.name.as_bytes()).map_err(|_| ())?;
-            let value = header::HeaderValue::from_bytes(f.value).map_err(|_| ())?;
-            req.append_header(name, value).map_err(|_| ())?;
+            let name = header::HeaderName::from_bytes(f.name.as_bytes()).ok()?;
+            let value = header::HeaderValue::from_bytes(f.value).ok()?;
+            req.append_header(name, value).ok()?;
         }
-        pingora_core::protocols::http::authority::validate_request_authority(&req)
-            .map_err(|_| ())?;
-        if check_request_head(&req).is_some() || req.uri.path() != raw_path {
-            return Err(());
+        pingora_core::protocols::http::authority::validate_request_authority(&req).ok()?;
+        if route::check_head(&req).is_err() || req.uri.path() != raw_path {
+            return None;
         }
         let mut ctx = Ctx::new(state);
         ctx.path = norm;
-        enter(&req, &mut ctx, loc);
-        let hot = serve::lookup_hot(&req, conn, &mut ctx).ok_or(())?;
+        ctx.assign_location(&req, loc);
+        let hit = memory_tier::lookup(&req, conn, &mut ctx)?;
         // `close` wins over `keep-alive` (RFC 9112 §9.6); HTTP/1.0 keeps only when asked.
         let keepalive = !close && (keep || version == Version::HTTP_11) && !*shutdown.borrow();
-        let tail = write_response(&hot, keepalive, out);
-        Ok(Answered {
+        let tail = write_response(&hit, keepalive, out);
+        Some(Answered {
             used,
             keepalive,
             tail,
             req,
             ctx,
-            hot,
+            hit,
         })
     }
 }
 
-/// Whether the front can answer for location `loc`: it caches in a memory tier, and no header
+/// Whether the edge can answer for location `loc`: it caches in a memory tier, and no header
 /// rule of it names `Content-Length` (set when an entry is stored), `Date`, `Connection` or
-/// `Transfer-Encoding`, which the front writes itself (Pingora's session reconciles those).
+/// `Transfer-Encoding`, which the edge writes itself (Pingora's session reconciles those).
 fn answerable(cfg: &Config, loc: usize) -> bool {
     let l = &cfg.locations[loc];
     l.cache
@@ -327,12 +345,12 @@ fn answerable(cfg: &Config, loc: usize) -> bool {
         ])
 }
 
-/// Serialise `hot` as Pingora's HTTP/1 session would (its `Date` and `Connection`); a body
+/// Serialise `hit` as Pingora's HTTP/1 session would (its `Date` and `Connection`); a body
 /// over [`COALESCE`] bytes is returned to be written after `out`.
-fn write_response(hot: &Hot, keepalive: bool, out: &mut BytesMut) -> Option<Bytes> {
-    let h: &ResponseHeader = &hot.header;
+fn write_response(hit: &MemoryHit, keepalive: bool, out: &mut BytesMut) -> Option<Bytes> {
+    let h: &ResponseHeader = &hit.header;
     out.clear();
-    let body = hot.body();
+    let body = hit.body();
     out.reserve(512 + body.map_or(0, |b| b.len().min(COALESCE)));
     out.put_slice(b"HTTP/1.1 ");
     out.put_slice(h.status.as_str().as_bytes());
@@ -368,7 +386,7 @@ fn head_complete(buf: &[u8]) -> bool {
 }
 
 /// `io` within `limit` (NGINX `send_timeout`): polled once first, and a timer set only when the
-/// socket cannot take the bytes at once (a timer per write cost S1 3%, by hand).
+/// socket cannot take the bytes at once (a timer per write is measurable on small HITs).
 async fn within<F: std::future::Future<Output = std::io::Result<()>>>(
     limit: Duration,
     io: F,

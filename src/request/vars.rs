@@ -1,103 +1,15 @@
-//! Per-request context: the snapshot a request reads (`State`), what it carries between
-//! Pingora's phases (`Ctx`), and its NGINX variables (`RequestVars`).
+//! A request's NGINX variables (`$host`, `$remote_addr`, `$upstream_cache_status`, ...) for
+//! templates, header rules and the access log, read from its head, connection and context.
 
-use crate::access_log::AccessLog;
-use crate::cache::Zone;
-use crate::compress::{Encoder, Encoding};
-use crate::config::{CacheRules, Config, Location};
-use crate::server::InflightGuard;
+use super::context::Ctx;
+use crate::config::Location;
 use crate::vars::{self, Var, VarSource};
-use bytes::Bytes;
 use http::header;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use std::fmt::Write;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// What request handling reads: the compiled config and the open access log, swapped as one.
-pub struct State {
-    pub cfg: Arc<Config>,
-    pub access_log: Option<AccessLog>,
-    /// The open cache zones, indexed like `cfg.zones`.
-    pub zones: Vec<&'static Zone>,
-    /// Small static files kept in memory (`file_cache`).
-    pub files: Option<crate::files::FileCache>,
-    /// Compressed copies of static files (`static.memory_cache`, the largest of the locations').
-    pub compressed: Option<crate::files::FileCache>,
-    /// Metric handles by location (`cfg.locations` order), then one for requests matching none.
-    pub metrics: Vec<crate::metrics::LocationMetrics>,
-}
-
-impl State {
-    /// The metric handles of location `loc` (`None`: no location matched).
-    pub fn metrics(&self, loc: Option<usize>) -> &crate::metrics::LocationMetrics {
-        let i = loc.unwrap_or(self.cfg.locations.len());
-        &self.metrics[i.min(self.metrics.len() - 1)]
-    }
-}
-
-/// Per-request state.
-pub struct Ctx {
-    pub state: Arc<State>,
-    pub start: Instant,
-    /// The normalised, decoded URI path (`$uri`).
-    pub path: String,
-    pub location: Option<usize>,
-    pub upstream: Option<usize>,
-    pub upstream_start: Option<Instant>,
-    pub upstream_time: Option<Duration>,
-    pub upstream_status: Option<u16>,
-    /// `$upstream_cache_status`; empty while the location has no cache.
-    pub cache_status: &'static str,
-    /// The cache is in play for this request (cacheable method on a location with `cache:`).
-    pub cache_on: bool,
-    /// `cache.bypass` matched: lookup skipped, the response is still stored.
-    pub cache_bypass: bool,
-    /// An error page replacing an upstream error body (`intercept_errors`).
-    pub intercept: Option<Bytes>,
-    /// The encoding negotiated for this request, if the location compresses.
-    pub encoding: Option<Encoding>,
-    /// Compresses the upstream body (before it is cached, so hits never recompress).
-    pub encoder: Option<Encoder>,
-    _inflight: InflightGuard,
-}
-
-impl Ctx {
-    /// A new request's context on the current snapshot; counts the request as in flight.
-    pub fn new(state: Arc<State>) -> Ctx {
-        Ctx {
-            state,
-            start: Instant::now(),
-            path: String::new(),
-            location: None,
-            upstream: None,
-            upstream_start: None,
-            upstream_time: None,
-            upstream_status: None,
-            cache_status: "",
-            cache_on: false,
-            cache_bypass: false,
-            intercept: None,
-            encoding: None,
-            encoder: None,
-            _inflight: InflightGuard::new(),
-        }
-    }
-
-    pub fn cfg(&self) -> &Config {
-        &self.state.cfg
-    }
-
-    pub fn location(&self) -> Option<&Location> {
-        self.location.map(|i| &self.state.cfg.locations[i])
-    }
-
-    pub fn cache_rules(&self) -> Option<&CacheRules> {
-        self.location().and_then(|l| l.cache.as_ref())
-    }
-}
+use std::time::Duration;
 
 /// A request's variables with a different request URI (to compute the cache key of the URI a
 /// `Location` header names).
@@ -353,12 +265,7 @@ fn remote_user(req: &RequestHeader) -> Option<String> {
 }
 
 /// Apply the location's header rules (expires, set/add/hide header) to `resp`.
-pub fn apply_headers(session: &Session, ctx: &Ctx, location: &Location, resp: &mut ResponseHeader) {
-    apply_headers_for(session.req_header(), Conn::of(session), ctx, location, resp)
-}
-
-/// [`apply_headers`] for a request read outside a Pingora session (`front`).
-pub fn apply_headers_for(
+pub fn apply_header_rules(
     req: &RequestHeader,
     conn: Conn,
     ctx: &Ctx,

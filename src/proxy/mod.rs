@@ -1,24 +1,30 @@
-//! The `ProxyHttp` implementation. It sequences Pingora's phases and delegates: URI
-//! normalisation (`uri`), location choice (`router`), static files (`files`), the cache
-//! (`cache::policy`, `cache::serve`), compression (`compress`), header rules (`headers`), error
-//! pages (`error_page`), the access log (`access_log`) and metrics (`metrics`).
+//! Pingora's phases for the requests the edge hands over (`ProxyHttp`): this file sequences
+//! them and delegates to routing (`request::route`), static locations (`static_files`), the
+//! cache (`cache`), error pages (`error_page`), compression of upstream bodies (`compress`),
+//! header rules (`headers`) and the request's log line (`request::log`).
 
-use crate::cache::serve::{cacheable_method, tag, variance_for};
-use crate::cache::{policy, serve};
+pub mod cache;
+pub mod error_page;
+pub mod static_files;
+
+use crate::cache::policy;
 use crate::compress::{self, Encoder};
 use crate::config::{Handler, Location, ProxyConfig};
-use crate::context::{apply_headers, host, Ctx, RequestVars, State};
-use crate::error_page;
-use crate::files;
 use crate::headers;
 use crate::metrics::METRICS;
+use crate::request::context::Ctx;
+use crate::request::log::log_request;
+use crate::request::memory_tier::variance_for;
+use crate::request::route::route;
+use crate::request::vars::{apply_header_rules, host, Conn, RequestVars};
+use crate::state::State;
 use crate::uri;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::header;
 use pingora_cache::key::HashBinary;
-use pingora_cache::{CacheKey, CacheMeta, NoCacheReason, RespCacheable};
+use pingora_cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora_core::modules::http::HttpModules;
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
@@ -27,86 +33,9 @@ use pingora_proxy::{FailToProxy, ProxyHttp, Session};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The proxy application.
-pub struct App {
+/// outrigger's `ProxyHttp`: Pingora's phases for every request the edge hands over.
+pub struct Proxy {
     pub state: Arc<ArcSwap<State>>,
-}
-
-/// Longest request line and header line accepted (NGINX's `large_client_header_buffers 4 8k`).
-const MAX_HEAD_LINE: usize = 8 * 1024;
-
-/// Request-head checks NGINX makes and Pingora does not: 414 for a request line over 8 KiB,
-/// 400 for a header line over 8 KiB, 400 for HTTP/1.1 without `Host`.
-pub fn check_request_head(req: &RequestHeader) -> Option<u16> {
-    let target_len = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
-    if target_len + req.method.as_str().len() + 10 > MAX_HEAD_LINE {
-        return Some(414);
-    }
-    if req
-        .headers
-        .iter()
-        .any(|(n, v)| n.as_str().len() + v.len() + 2 > MAX_HEAD_LINE)
-    {
-        return Some(400);
-    }
-    if req.version == http::Version::HTTP_11
-        && req.uri.host().is_none()
-        && !req.headers.contains_key(header::HOST)
-    {
-        return Some(400);
-    }
-    None
-}
-
-/// What every request goes through first: the head checks, URI normalisation (`ctx.path`),
-/// the location (`ctx.location`, its upstream and negotiated encoding). `Err` is the status
-/// to answer with. `front::Front::answer_parsed` makes the same steps in its own order.
-pub fn route(req: &RequestHeader, ctx: &mut Ctx) -> std::result::Result<usize, u16> {
-    if let Some(status) = check_request_head(req) {
-        return Err(status);
-    }
-    ctx.path = uri::normalize(req.uri.path()).map_err(|_| 400u16)?;
-    let loc = ctx.state.cfg.router.find(&ctx.path).ok_or(404u16)?;
-    enter(req, ctx, loc);
-    Ok(loc)
-}
-
-/// The request enters location `loc`: its upstream and negotiated encoding.
-pub fn enter(req: &RequestHeader, ctx: &mut Ctx, loc: usize) {
-    let location = &ctx.state.cfg.locations[loc];
-    ctx.encoding = location
-        .compress
-        .as_ref()
-        .and_then(|c| compress::negotiate(c, req));
-    if let Handler::Proxy(p) = &location.handler {
-        ctx.upstream = Some(p.upstream);
-    }
-    ctx.location = Some(loc);
-}
-
-/// Count a finished request in the metrics and write its access-log line.
-pub fn log_request(vars: &RequestVars) {
-    let ctx = vars.ctx;
-    let status = vars.resp.map_or(0, |r| r.status.as_u16());
-    let metrics = ctx.state.metrics(ctx.location);
-    metrics.request(status, ctx.start.elapsed());
-    if let (Some(u), Some(t)) = (ctx.upstream, ctx.upstream_time) {
-        METRICS
-            .upstream_seconds
-            .with_label_values(&[&ctx.cfg().upstreams[u].name])
-            .observe(t.as_secs_f64());
-    }
-    if ctx.cache_on {
-        let label = if ctx.cache_status.is_empty() {
-            "MISS"
-        } else {
-            ctx.cache_status
-        };
-        metrics.cache(label);
-    }
-    if let Some(log) = &ctx.state.access_log {
-        log.log(vars);
-    }
 }
 
 /// Whether `e` means the client went away (errors writing to or reading from it) or stopped
@@ -138,7 +67,7 @@ pub fn rewrite_target(p: &ProxyConfig, path: &str, query: Option<&str>) -> Optio
 }
 
 #[async_trait]
-impl ProxyHttp for App {
+impl ProxyHttp for Proxy {
     type CTX = Ctx;
 
     /// No downstream modules: compression is `compress`'s, and Pingora's default (a disabled
@@ -155,8 +84,8 @@ impl ProxyHttp for App {
         session.set_write_timeout(Some(ctx.state.cfg.send_timeout));
         let loc = match route(session.req_header(), ctx) {
             Ok(loc) => loc,
-            Err(status) => {
-                error_page::send_error(session, ctx, status, None).await?;
+            Err(refusal) => {
+                error_page::send_error(session, ctx, refusal.0, None).await?;
                 return Ok(true);
             }
         };
@@ -165,17 +94,17 @@ impl ProxyHttp for App {
         if session.req_header().method.as_str() == "PURGE" {
             if let Some(rules) = location.cache.as_ref() {
                 if !rules.purge_allow.is_empty() {
-                    serve::purge(session, ctx, rules).await?;
+                    cache::purge(session, ctx, rules).await?;
                     return Ok(true);
                 }
             }
         }
         match &location.handler {
             Handler::Static(_) => {
-                files::serve(session, ctx, loc).await?;
+                static_files::answer(session, ctx, loc).await?;
                 Ok(true)
             }
-            Handler::Proxy(_) => serve::serve_hot(session, ctx).await,
+            Handler::Proxy(_) => cache::answer_from_memory(session, ctx).await,
         }
     }
 
@@ -188,52 +117,12 @@ impl ProxyHttp for App {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
-        let state = ctx.state.clone();
-        let Some(rules) = ctx
-            .location
-            .and_then(|i| state.cfg.locations[i].cache.as_ref())
-        else {
-            return Ok(());
-        };
-        if !cacheable_method(rules, &session.req_header().method) {
-            return Ok(());
-        }
-        let zone = state.zones[rules.zone];
-        let lock = rules.lock.map(|(_, age)| zone.lock(age));
-        let mut overrides = pingora_cache::CacheOptionOverrides::default();
-        overrides.wait_timeout = rules.lock.map(|(timeout, _)| timeout);
-        // no eviction manager: the store's index admits, orders and evicts (`cache::index`)
-        session
-            .cache
-            .enable(zone.storage, None, None, lock, Some(overrides));
-        if rules.min_uses > 1 {
-            session
-                .cache
-                .set_admission_policy(zone.min_uses(rules.min_uses));
-        }
-        if let Some(max) = state.cfg.zones[rules.zone].max_entry_size {
-            session
-                .cache
-                .set_max_file_size_bytes(usize::try_from(max).unwrap_or(usize::MAX));
-        }
-        ctx.cache_on = true;
-        let vars = RequestVars::new(session, ctx, None);
-        if policy::any_set(&rules.bypass, &vars) {
-            // NGINX `proxy_cache_bypass`: no lookup, but the response is still stored.
-            let key = CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx));
-            session.cache.set_cache_key(key);
-            session.cache.bypass();
-            ctx.cache_bypass = true;
-        }
+        cache::enable(session, ctx);
         Ok(())
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut Ctx) -> Result<CacheKey> {
-        let Some(rules) = ctx.cache_rules() else {
-            return Error::e_explain(ErrorType::InternalError, "cache key without cache rules");
-        };
-        let vars = RequestVars::new(session, ctx, None);
-        Ok(CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx)))
+        cache::key(session, ctx)
     }
 
     fn response_cache_filter(
@@ -242,17 +131,7 @@ impl ProxyHttp for App {
         resp: &ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<RespCacheable> {
-        let Some(rules) = ctx.cache_rules() else {
-            return Ok(RespCacheable::Uncacheable(NoCacheReason::NeverEnabled));
-        };
-        let vars = RequestVars::new(session, ctx, Some(resp));
-        let no_cache = policy::any_set(&rules.no_cache, &vars);
-        Ok(policy::cacheability(
-            rules,
-            session.req_header(),
-            resp,
-            no_cache,
-        ))
+        Ok(cache::cacheability(session, resp, ctx))
     }
 
     fn cache_vary_filter(
@@ -270,21 +149,7 @@ impl ProxyHttp for App {
         ctx: &mut Ctx,
         error: Option<&Error>,
     ) -> bool {
-        let Some(rules) = ctx.cache_rules() else {
-            return false;
-        };
-        let stale = &rules.use_stale;
-        match error {
-            // stale-while-revalidate
-            None => stale.updating,
-            Some(e) => match e.etype() {
-                ErrorType::HTTPStatus(code) => stale.statuses.contains(code),
-                ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
-                    stale.timeout
-                }
-                _ => stale.error && *e.esource() == ErrorSource::Upstream,
-            },
-        }
+        cache::serve_stale(ctx, error)
     }
 
     fn fail_to_connect(
@@ -440,7 +305,7 @@ impl ProxyHttp for App {
         if ctx.cache_on {
             ctx.cache_status = policy::status_label(session.cache.phase(), ctx.cache_bypass);
         }
-        serve::invalidate_unsafe(session, ctx, resp);
+        cache::invalidate_unsafe(session, ctx, resp);
         headers::from_upstream(resp)?;
         let status = resp.status.as_u16();
         if location.intercept_errors && status >= 300 {
@@ -460,7 +325,7 @@ impl ProxyHttp for App {
                 ctx.intercept = Some(body);
             }
         }
-        apply_headers(session, ctx, location, resp);
+        apply_header_rules(session.req_header(), Conn::of(session), ctx, location, resp);
         Ok(())
     }
 

@@ -3,8 +3,9 @@
 //! NGINX's built-in HTML page.
 
 use crate::config::{Config, Handler};
-use crate::context::{apply_headers, Ctx};
 use crate::files;
+use crate::request::context::Ctx;
+use crate::request::vars::{apply_header_rules, Conn};
 use bytes::Bytes;
 use http::header;
 use pingora_error::Result;
@@ -93,7 +94,13 @@ pub async fn send_error(
         h.insert_header(name, value)?;
     }
     if let Some(location) = ctx.location() {
-        apply_headers(session, ctx, location, &mut h);
+        apply_header_rules(
+            session.req_header(),
+            Conn::of(session),
+            ctx,
+            location,
+            &mut h,
+        );
     }
     send(session, h, body).await
 }

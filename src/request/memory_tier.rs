@@ -1,19 +1,20 @@
-//! The cache's request-side work outside Pingora's cache phases: fresh HITs answered from a
-//! zone's memory tier, `PURGE`, and invalidation after unsafe methods (RFC 9111 §4.4).
+//! A routed request looked up in its zone's memory tier, the same on both fronts: a fresh HIT
+//! with its header ready to send, or nothing (Pingora's cache phases take the request). Also
+//! what the lookup shares with those phases: the cacheable methods, the entry's tag and its
+//! variance.
 
+use super::context::Ctx;
+use super::vars::{apply_header_rules, Conn, RequestVars};
+use crate::cache::memory::MemoryEntry;
 use crate::cache::policy;
-use crate::cache::storage::HotEntry;
 use crate::compress::{self, Encoding};
-use crate::config::{CacheRules, Handler, Invalidate, Location};
-use crate::context::{apply_headers_for, host, Conn, Ctx, RequestVars, WithUri};
+use crate::config::CacheRules;
 use bytes::Bytes;
 use http::header;
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::CacheKey;
 use pingora_core::protocols::http::conditional_filter;
-use pingora_error::Result;
 use pingora_http::{RequestHeader, ResponseHeader};
-use pingora_proxy::Session;
 
 /// The variance of a stored response for this request. Responses outrigger compressed, or
 /// would compress for a client that asks, vary by the negotiated encoding (whatever the origin's
@@ -38,7 +39,7 @@ pub fn cacheable_method(rules: &CacheRules, method: &http::Method) -> bool {
 
 /// Request headers that need Pingora's cache machinery (range requests and the preconditions
 /// it evaluates; `If-None-Match` and `If-Modified-Since` are answered here with its filter).
-const NOT_HOT: [header::HeaderName; 4] = [
+const NEEDS_CACHE_PHASES: [header::HeaderName; 4] = [
     header::RANGE,
     header::IF_MATCH,
     header::IF_UNMODIFIED_SINCE,
@@ -52,15 +53,15 @@ pub fn tag(ctx: &Ctx) -> String {
 }
 
 /// A fresh HIT found in a zone's memory tier, with the header to send (rules applied).
-pub struct Hot {
+pub struct MemoryHit {
     pub id: HashBinary,
-    pub entry: std::sync::Arc<HotEntry>,
+    pub entry: std::sync::Arc<MemoryEntry>,
     pub header: ResponseHeader,
     /// The header only: a HEAD request, or a 304.
     pub header_only: bool,
 }
 
-impl Hot {
+impl MemoryHit {
     /// The body to send (none for HEAD or a 304).
     pub fn body(&self) -> Option<&Bytes> {
         (!self.header_only && !self.entry.body.is_empty()).then_some(&self.entry.body)
@@ -71,7 +72,7 @@ impl Hot {
         if let Some(rules) = ctx.cache_rules() {
             ctx.state.zones[rules.zone]
                 .storage
-                .hot_hit(&self.id, &self.entry);
+                .memory_hit(&self.id, &self.entry);
         }
     }
 }
@@ -79,12 +80,15 @@ impl Hot {
 /// Look a routed request up in its zone's memory tier. `None` for anything but a fresh HIT
 /// there: range requests and `If-Match`/`If-Unmodified-Since`/`If-Range`, bypass, stale or
 /// absent entries, other variants. `If-None-Match`/`If-Modified-Since` get their 304 here.
-pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot> {
+pub fn lookup(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<MemoryHit> {
     let state = ctx.state.clone();
     let loc = &state.cfg.locations[ctx.location?];
     let rules = loc.cache.as_ref()?;
     let zone = state.zones[rules.zone];
-    if !cacheable_method(rules, &req.method) || NOT_HOT.iter().any(|h| req.headers.contains_key(h))
+    if !cacheable_method(rules, &req.method)
+        || NEEDS_CACHE_PHASES
+            .iter()
+            .any(|h| req.headers.contains_key(h))
     {
         return None;
     }
@@ -101,7 +105,7 @@ pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot>
         }
         // the key's hashes without building a `CacheKey` (its user tag is not hashed)
         let primary = pingora_cache::key::hash_key(policy::key_bytes(rules, &vars));
-        let first = zone.storage.hot_get(&primary)?;
+        let first = zone.storage.memory_get(&primary)?;
         let want = variance_for(ctx, &first.header, req);
         if want == first.variance {
             (primary, first)
@@ -113,7 +117,7 @@ pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot>
             let id = k.combined_bin();
             let e = zone
                 .storage
-                .hot_get(&id)
+                .memory_get(&id)
                 .filter(|e| e.variance == Some(v))?;
             (id, e)
         }
@@ -139,115 +143,11 @@ pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot>
     if not_modified {
         conditional_filter::to_304(&mut header);
     }
-    apply_headers_for(req, conn, ctx, loc, &mut header);
-    Some(Hot {
+    apply_header_rules(req, conn, ctx, loc, &mut header);
+    Some(MemoryHit {
         id,
         entry,
         header,
         header_only: not_modified || req.method == http::Method::HEAD,
     })
-}
-
-/// Answer a fresh HIT from the zone's memory tier, before Pingora's cache machinery (no
-/// disk, no metadata decoding, no cache state machine). Falls through (`false`) for anything
-/// else (see [`lookup_hot`]).
-pub async fn serve_hot(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
-    let Some(hot) = lookup_hot(session.req_header(), Conn::of(session), ctx) else {
-        return Ok(false);
-    };
-    hot.touch(ctx);
-    let body = hot.body().cloned();
-    session
-        .write_response_header(Box::new(hot.header), body.is_none())
-        .await?;
-    if let Some(body) = body {
-        crate::output::write_body(session, body).await?;
-    }
-    Ok(true)
-}
-
-/// `PURGE /uri`: drop every stored variant of the URI's key; 200, 404 when absent, 403 for
-/// clients outside `purge.allow`.
-pub async fn purge(session: &mut Session, ctx: &mut Ctx, rules: &CacheRules) -> Result<()> {
-    let ip = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip());
-    if !ip.is_some_and(|ip| rules.purge_allow.iter().any(|n| n.contains(&ip))) {
-        return crate::error_page::send_error(session, ctx, 403, None).await;
-    }
-    if let Some(Location {
-        handler: Handler::Proxy(p),
-        ..
-    }) = ctx.location()
-    {
-        ctx.upstream = Some(p.upstream);
-    }
-    let key = policy::key_bytes(rules, &RequestVars::new(session, ctx, None));
-    let zone = ctx.state.zones[rules.zone];
-    let found = zone
-        .storage
-        .remove_primary(&pingora_cache::key::hash_key(&key));
-    if !found {
-        return crate::error_page::send_error(session, ctx, 404, None).await;
-    }
-    let body = Bytes::from_static(b"{\"purged\":true}\n");
-    let mut h = ResponseHeader::build(200, Some(4))?;
-    h.insert_header(header::SERVER, crate::SERVER_NAME)?;
-    h.insert_header(header::CONTENT_TYPE, "application/json")?;
-    h.insert_header(header::CONTENT_LENGTH, body.len())?;
-    session.write_response_header(Box::new(h), false).await?;
-    session.write_response_body(Some(body), true).await
-}
-
-/// RFC 9111 §4.4: a successful unsafe request invalidates the stored GET of its URI and of
-/// the same-host URIs its `Location` / `Content-Location` name.
-pub fn invalidate_unsafe(session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
-    let Some(rules) = ctx.cache_rules() else {
-        return;
-    };
-    let method = &session.req_header().method;
-    let unsafe_method = !matches!(
-        *method,
-        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE
-    );
-    if rules.invalidate_on_unsafe == Invalidate::Off
-        || !unsafe_method
-        || resp.status.as_u16() >= 400
-    {
-        return;
-    }
-    let storage = ctx.state.zones[rules.zone].storage;
-    if rules.invalidate_on_unsafe == Invalidate::Location {
-        if let Some(loc) = ctx.location() {
-            storage.remove_tag(&loc.name);
-        }
-        return;
-    }
-    let vars = RequestVars::new(session, ctx, None);
-    let own = policy::key_bytes(rules, &vars);
-    storage.remove_primary(&pingora_cache::key::hash_key(&own));
-    let host = host(session.req_header(), &ctx.cfg().server_name);
-    for name in [header::LOCATION, header::CONTENT_LOCATION] {
-        let Some(uri) = resp
-            .headers
-            .get(&name)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<http::Uri>().ok())
-        else {
-            continue;
-        };
-        if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(&host))
-            || !uri.path().starts_with('/')
-        {
-            continue;
-        }
-        let other = WithUri {
-            inner: &vars,
-            path: uri.path(),
-            query: uri.query(),
-        };
-        let key = policy::key_bytes(rules, &other);
-        storage.remove_primary(&pingora_cache::key::hash_key(&key));
-    }
 }

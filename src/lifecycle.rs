@@ -1,0 +1,39 @@
+//! The process's lifecycle flags, shared by every layer: how many requests are in flight and
+//! whether the process is draining after SIGTERM.
+
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+static INFLIGHT: AtomicUsize = AtomicUsize::new(0);
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
+/// Whether SIGTERM was received (`/readyz` answers 503 from then on).
+pub fn draining() -> bool {
+    DRAINING.load(Ordering::Relaxed)
+}
+
+/// Mark the process as draining (SIGTERM).
+pub fn start_draining() {
+    DRAINING.store(true, Ordering::Relaxed);
+}
+
+/// Requests currently being handled.
+pub fn inflight() -> usize {
+    INFLIGHT.load(Ordering::Relaxed)
+}
+
+/// Counts a request as in flight for as long as it lives (held by the request context).
+pub struct InflightGuard(());
+
+impl InflightGuard {
+    #[allow(clippy::new_without_default)]
+    pub fn new() -> InflightGuard {
+        INFLIGHT.fetch_add(1, Ordering::Relaxed);
+        InflightGuard(())
+    }
+}
+
+impl Drop for InflightGuard {
+    fn drop(&mut self) {
+        INFLIGHT.fetch_sub(1, Ordering::Relaxed);
+    }
+}

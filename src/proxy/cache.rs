@@ -1,0 +1,201 @@
+//! The cache in Pingora's phases: turning it on for a request (zone, collapsing lock,
+//! `min_uses`, `max_entry_size`, `bypass`), its key, what is stored, when stale is served, the
+//! memory-tier HIT answered before the cache state machine, `PURGE`, and invalidation after
+//! unsafe methods (RFC 9111 §4.4).
+
+use super::error_page;
+use crate::cache::policy;
+use crate::config::{CacheRules, Handler, Invalidate, Location};
+use crate::request::context::Ctx;
+use crate::request::memory_tier::{self, cacheable_method, tag};
+use crate::request::vars::{host, Conn, RequestVars, WithUri};
+use bytes::Bytes;
+use http::header;
+use pingora_cache::{CacheKey, NoCacheReason, RespCacheable};
+use pingora_error::{Error, ErrorSource, ErrorType, Result};
+use pingora_http::ResponseHeader;
+use pingora_proxy::Session;
+
+/// Turn the cache on for this request when its location caches and its method is cacheable:
+/// the zone's storage and collapsing lock, `min_uses`, `max_entry_size`, and `bypass` (NGINX
+/// `proxy_cache_bypass`: no lookup, but the response is still stored).
+pub fn enable(session: &mut Session, ctx: &mut Ctx) {
+    let state = ctx.state.clone();
+    let Some(rules) = ctx
+        .location
+        .and_then(|i| state.cfg.locations[i].cache.as_ref())
+    else {
+        return;
+    };
+    if !cacheable_method(rules, &session.req_header().method) {
+        return;
+    }
+    let zone = state.zones[rules.zone];
+    let lock = rules.lock.map(|(_, age)| zone.lock(age));
+    let mut overrides = pingora_cache::CacheOptionOverrides::default();
+    overrides.wait_timeout = rules.lock.map(|(timeout, _)| timeout);
+    // no eviction manager: the store's index admits, orders and evicts (`cache::index`)
+    session
+        .cache
+        .enable(zone.storage, None, None, lock, Some(overrides));
+    if rules.min_uses > 1 {
+        session
+            .cache
+            .set_admission_policy(zone.min_uses(rules.min_uses));
+    }
+    if let Some(max) = state.cfg.zones[rules.zone].max_entry_size {
+        session
+            .cache
+            .set_max_file_size_bytes(usize::try_from(max).unwrap_or(usize::MAX));
+    }
+    ctx.cache_on = true;
+    let vars = RequestVars::new(session, ctx, None);
+    if policy::any_set(&rules.bypass, &vars) {
+        let key = CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx));
+        session.cache.set_cache_key(key);
+        session.cache.bypass();
+        ctx.cache_bypass = true;
+    }
+}
+
+/// The request's cache key: the rendered `key` template, tagged with its location.
+pub fn key(session: &Session, ctx: &Ctx) -> Result<CacheKey> {
+    let Some(rules) = ctx.cache_rules() else {
+        return Error::e_explain(ErrorType::InternalError, "cache key without cache rules");
+    };
+    let vars = RequestVars::new(session, ctx, None);
+    Ok(CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx)))
+}
+
+/// Whether and for how long the upstream's response is stored (`no_cache`, then the policy).
+pub fn cacheability(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> RespCacheable {
+    let Some(rules) = ctx.cache_rules() else {
+        return RespCacheable::Uncacheable(NoCacheReason::NeverEnabled);
+    };
+    let vars = RequestVars::new(session, ctx, Some(resp));
+    let no_cache = policy::any_set(&rules.no_cache, &vars);
+    policy::cacheability(rules, session.req_header(), resp, no_cache)
+}
+
+/// NGINX `proxy_cache_use_stale`: whether a stale entry answers instead of `error` (`None`:
+/// while it is being revalidated, `updating`).
+pub fn serve_stale(ctx: &Ctx, error: Option<&Error>) -> bool {
+    let Some(rules) = ctx.cache_rules() else {
+        return false;
+    };
+    let stale = &rules.use_stale;
+    match error {
+        None => stale.updating,
+        Some(e) => match e.etype() {
+            ErrorType::HTTPStatus(code) => stale.statuses.contains(code),
+            ErrorType::ConnectTimedout | ErrorType::ReadTimedout | ErrorType::WriteTimedout => {
+                stale.timeout
+            }
+            _ => stale.error && *e.esource() == ErrorSource::Upstream,
+        },
+    }
+}
+
+/// Answer a fresh HIT from the zone's memory tier, before Pingora's cache machinery (no
+/// disk, no metadata decoding, no cache state machine). Falls through (`false`) for anything
+/// else (see [`memory_tier::lookup`]).
+pub async fn answer_from_memory(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    let Some(hit) = memory_tier::lookup(session.req_header(), Conn::of(session), ctx) else {
+        return Ok(false);
+    };
+    hit.touch(ctx);
+    let body = hit.body().cloned();
+    session
+        .write_response_header(Box::new(hit.header), body.is_none())
+        .await?;
+    if let Some(body) = body {
+        crate::output::write_body(session, body).await?;
+    }
+    Ok(true)
+}
+
+/// `PURGE /uri`: drop every stored variant of the URI's key; 200, 404 when absent, 403 for
+/// clients outside `purge.allow`.
+pub async fn purge(session: &mut Session, ctx: &mut Ctx, rules: &CacheRules) -> Result<()> {
+    let ip = session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip());
+    if !ip.is_some_and(|ip| rules.purge_allow.iter().any(|n| n.contains(&ip))) {
+        return error_page::send_error(session, ctx, 403, None).await;
+    }
+    if let Some(Location {
+        handler: Handler::Proxy(p),
+        ..
+    }) = ctx.location()
+    {
+        ctx.upstream = Some(p.upstream);
+    }
+    let key = policy::key_bytes(rules, &RequestVars::new(session, ctx, None));
+    let zone = ctx.state.zones[rules.zone];
+    let found = zone
+        .storage
+        .remove_primary(&pingora_cache::key::hash_key(&key));
+    if !found {
+        return error_page::send_error(session, ctx, 404, None).await;
+    }
+    let body = Bytes::from_static(b"{\"purged\":true}\n");
+    let mut h = ResponseHeader::build(200, Some(4))?;
+    h.insert_header(header::SERVER, crate::SERVER_NAME)?;
+    h.insert_header(header::CONTENT_TYPE, "application/json")?;
+    h.insert_header(header::CONTENT_LENGTH, body.len())?;
+    session.write_response_header(Box::new(h), false).await?;
+    session.write_response_body(Some(body), true).await
+}
+
+/// RFC 9111 §4.4: a successful unsafe request invalidates the stored GET of its URI and of
+/// the same-host URIs its `Location` / `Content-Location` name.
+pub fn invalidate_unsafe(session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
+    let Some(rules) = ctx.cache_rules() else {
+        return;
+    };
+    let method = &session.req_header().method;
+    let unsafe_method = !matches!(
+        *method,
+        http::Method::GET | http::Method::HEAD | http::Method::OPTIONS | http::Method::TRACE
+    );
+    if rules.invalidate_on_unsafe == Invalidate::Off
+        || !unsafe_method
+        || resp.status.as_u16() >= 400
+    {
+        return;
+    }
+    let storage = ctx.state.zones[rules.zone].storage;
+    if rules.invalidate_on_unsafe == Invalidate::Location {
+        if let Some(loc) = ctx.location() {
+            storage.remove_tag(&loc.name);
+        }
+        return;
+    }
+    let vars = RequestVars::new(session, ctx, None);
+    let own = policy::key_bytes(rules, &vars);
+    storage.remove_primary(&pingora_cache::key::hash_key(&own));
+    let host = host(session.req_header(), &ctx.cfg().server_name);
+    for name in [header::LOCATION, header::CONTENT_LOCATION] {
+        let Some(uri) = resp
+            .headers
+            .get(&name)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<http::Uri>().ok())
+        else {
+            continue;
+        };
+        if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(&host))
+            || !uri.path().starts_with('/')
+        {
+            continue;
+        }
+        let other = WithUri {
+            inner: &vars,
+            path: uri.path(),
+            query: uri.query(),
+        };
+        let key = policy::key_bytes(rules, &other);
+        storage.remove_primary(&pingora_cache::key::hash_key(&key));
+    }
+}

@@ -1,0 +1,8 @@
+//! What both fronts (the HTTP/1 `edge` and Pingora's `proxy` phases) share for one request:
+//! its context, its NGINX variables, routing, the memory-tier lookup and the final log line.
+
+pub mod context;
+pub mod log;
+pub mod memory_tier;
+pub mod route;
+pub mod vars;

@@ -1,0 +1,58 @@
+//! Routing, the same on both fronts: the request-head checks NGINX makes and Pingora does not,
+//! URI normalisation (`$uri`) and the choice of location.
+
+use super::context::Ctx;
+use crate::config::Config;
+use crate::uri;
+use http::header;
+use pingora_http::RequestHeader;
+
+/// A request refused by routing, before any handler: the status to answer with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refusal(pub u16);
+
+/// Longest request line and header line accepted (NGINX's `large_client_header_buffers 4 8k`).
+const MAX_HEAD_LINE: usize = 8 * 1024;
+
+/// Request-head checks NGINX makes and Pingora does not: 414 for a request line over 8 KiB,
+/// 400 for a header line over 8 KiB, 400 for HTTP/1.1 without `Host`.
+pub fn check_head(req: &RequestHeader) -> Result<(), Refusal> {
+    let target_len = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
+    if target_len + req.method.as_str().len() + 10 > MAX_HEAD_LINE {
+        return Err(Refusal(414));
+    }
+    if req
+        .headers
+        .iter()
+        .any(|(n, v)| n.as_str().len() + v.len() + 2 > MAX_HEAD_LINE)
+    {
+        return Err(Refusal(400));
+    }
+    if req.version == http::Version::HTTP_11
+        && req.uri.host().is_none()
+        && !req.headers.contains_key(header::HOST)
+    {
+        return Err(Refusal(400));
+    }
+    Ok(())
+}
+
+/// The normalised form of a raw request path (400 when it climbs above `/` or holds NUL).
+pub fn normalize(raw_path: &str) -> Result<String, Refusal> {
+    uri::normalize(raw_path).map_err(|_| Refusal(400))
+}
+
+/// The location serving normalised `path` (404 when none matches).
+pub fn locate(cfg: &Config, path: &str) -> Result<usize, Refusal> {
+    cfg.router.find(path).ok_or(Refusal(404))
+}
+
+/// Every step in order for a parsed request: head checks, normalisation (`ctx.path`), the
+/// location and what it assigns (`Ctx::assign_location`).
+pub fn route(req: &RequestHeader, ctx: &mut Ctx) -> Result<usize, Refusal> {
+    check_head(req)?;
+    ctx.path = normalize(req.uri.path())?;
+    let loc = locate(&ctx.state.cfg, &ctx.path)?;
+    ctx.assign_location(req, loc);
+    Ok(loc)
+}
