@@ -36,7 +36,7 @@ const KEEPALIVE: Duration = Duration::from_secs(60);
 /// Header fields parsed on the stack; a request with more goes to Pingora.
 const MAX_FIELDS: usize = 64;
 /// A head not complete within this many bytes goes to Pingora (which applies its own limits:
-/// 400/414 for a line over 8 KiB, `check_request_head`).
+/// 400/414 for a line over 8 KiB, `route::check_head`).
 const MAX_HEAD: usize = 16 * 1024;
 /// Bodies up to this size are copied behind the header for a single write.
 const COALESCE: usize = 16 * 1024;

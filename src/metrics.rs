@@ -156,7 +156,7 @@ const CACHE_LABELS: [&str; 7] = [
 ];
 
 /// A location's metric handles, resolved once per config (a labelled lookup hashes its labels
-/// and takes a lock: three per request were 1% of a cache HIT's CPU time).
+/// and takes a lock, too much on every request).
 pub struct LocationMetrics {
     requests: [IntCounter; 6],
     seconds: Histogram,

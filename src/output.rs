@@ -1,16 +1,9 @@
 //! How response bodies held in memory reach the client: a body up to [`MAX_WRITE`] (128 KiB)
 //! in one write, a larger one in writes of whole TCP segments of up to that size (the
 //! connection's MSS from `TCP_INFO`; [`WRITE_SIZE`], 32 KiB like NGINX's output buffers, when
-//! it is unknown), never as one large write. Bodies read from disk (`files`, cache HITs) are
-//! read in [`WRITE_SIZE`] pieces, one write each.
-//!
-//! Measured on loopback (BENCHMARKS.md, S3 and the body-size table): a 1 MiB body in one
-//! `send` saturated the proxy's core while the load generator's was half idle (0.85× NGINX by
-//! hand); in 32 KiB writes it was 0.97–1.16× over ten bench runs; in writes of two whole
-//! 65,483-byte loopback segments 1.19–1.23×, with the proxy's CPU per request 0.83–0.86× of
-//! NGINX's. Writes that are not whole segments end in a short packet each (64 KiB writes, a
-//! full segment plus 53 bytes, were the worst: 2.1k req/s). One write is the fastest for
-//! bodies up to 128 KiB.
+//! it is unknown), never as one large write: with `TCP_NODELAY` a write that is not whole
+//! segments ends in a short packet. Bodies read from disk (`files`, cache HITs) are read in
+//! [`WRITE_SIZE`] pieces, one write each. The measurements are in BENCHMARKS.md (S3).
 
 use bytes::Bytes;
 use pingora_core::protocols::SocketDigest;

@@ -1,4 +1,4 @@
-//! The end of every request, on both fronts: its metrics and its access-log line.
+//! The end of every request, on both paths: its metrics and its access-log line.
 
 use super::vars::RequestVars;
 use crate::metrics::METRICS;

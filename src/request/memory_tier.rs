@@ -1,4 +1,4 @@
-//! A routed request looked up in its zone's memory tier, the same on both fronts: a fresh HIT
+//! A routed request looked up in its zone's memory tier, the same on both paths: a fresh HIT
 //! with its header ready to send, or nothing (Pingora's cache phases take the request). Also
 //! what the lookup shares with those phases: the cacheable methods, the entry's tag and its
 //! variance.

@@ -1,4 +1,4 @@
-//! What both fronts (the HTTP/1 `edge` and Pingora's `proxy` phases) share for one request:
+//! What both paths (the HTTP/1 `edge` and Pingora's `proxy` phases) share for one request:
 //! its context, its NGINX variables, routing, the memory-tier lookup and the final log line.
 
 pub mod context;

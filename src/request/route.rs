@@ -1,4 +1,4 @@
-//! Routing, the same on both fronts: the request-head checks NGINX makes and Pingora does not,
+//! Routing, the same on both paths: the request-head checks NGINX makes and Pingora does not,
 //! URI normalisation (`$uri`) and the choice of location.
 
 use super::context::Ctx;
