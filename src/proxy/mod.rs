@@ -1,14 +1,14 @@
 //! Pingora's phases for the requests the edge hands over (`ProxyHttp`): this file sequences
 //! them and delegates to routing (`request::route`), static locations (`static_files`), the
-//! cache (`cache`), error pages (`error_page`), compression of upstream bodies (`compress`),
+//! cache (`cache`), error pages (`error_page`), compression of upstream bodies (`compression`),
 //! header rules (`headers`) and the request's log line (`request::log`).
 
 pub mod cache;
+pub mod compression;
 pub mod error_page;
 pub mod static_files;
 
 use crate::cache::policy;
-use crate::compress::{self, Encoder};
 use crate::config::{Handler, Location, ProxyConfig};
 use crate::headers;
 use crate::metrics::METRICS;
@@ -217,40 +217,7 @@ impl ProxyHttp for Proxy {
             ctx.upstream_time = Some(t.elapsed());
         }
         ctx.upstream_status = Some(resp.status.as_u16());
-        let state = ctx.state.clone();
-        let Some(c) = ctx
-            .location
-            .and_then(|i| state.cfg.locations[i].compress.as_deref())
-        else {
-            return Ok(());
-        };
-        if resp.status.as_u16() == 304 {
-            // Revalidating a stored compressed variant: the origin's strong ETag describes the
-            // identity bytes, and Pingora merges this header into the stored one.
-            let stored_encoded = session
-                .cache
-                .maybe_cache_meta()
-                .is_some_and(|m| m.headers().contains_key(header::CONTENT_ENCODING));
-            if stored_encoded {
-                compress::weaken_etag(resp);
-            }
-            return Ok(());
-        }
-        if c.any_enabled() && compress::compressible(c, resp) {
-            match ctx.encoding.and_then(|e| c.level(e).map(|l| (e, l))) {
-                Some((enc, level)) => {
-                    compress::compressed_headers(resp, enc, c.vary);
-                    if session.req_header().method != http::Method::HEAD {
-                        ctx.encoder = Some(Encoder::new(enc, level).map_err(|e| {
-                            Error::because(ErrorType::InternalError, "compressor", e)
-                        })?);
-                    }
-                }
-                None if c.vary => compress::add_vary(resp),
-                None => {}
-            }
-        }
-        Ok(())
+        compression::prepare(session, resp, ctx)
     }
 
     fn upstream_response_body_filter(
@@ -260,35 +227,7 @@ impl ProxyHttp for Proxy {
         end_of_stream: bool,
         ctx: &mut Ctx,
     ) -> Result<Option<Duration>> {
-        let Some(enc) = ctx.encoder.as_mut() else {
-            return Ok(None);
-        };
-        let err = |e| Error::because(ErrorType::InternalError, "compress", e);
-        let name = enc.encoding().token();
-        let mut out = match body.take() {
-            Some(data) if !data.is_empty() => {
-                METRICS
-                    .compress_in
-                    .with_label_values(&[name])
-                    .inc_by(data.len() as u64);
-                enc.push(&data).map_err(err)?
-            }
-            _ => Bytes::new(),
-        };
-        if end_of_stream {
-            if let Some(enc) = ctx.encoder.take() {
-                let tail = enc.finish().map_err(err)?;
-                let mut all = bytes::BytesMut::with_capacity(out.len() + tail.len());
-                all.extend_from_slice(&out);
-                all.extend_from_slice(&tail);
-                out = all.freeze();
-            }
-        }
-        METRICS
-            .compress_out
-            .with_label_values(&[name])
-            .inc_by(out.len() as u64);
-        *body = if out.is_empty() { None } else { Some(out) };
+        compression::compress_body(body, end_of_stream, ctx)?;
         Ok(None)
     }
 
