@@ -80,7 +80,7 @@ pub fn make_state(cfg: Arc<Config>) -> std::io::Result<State> {
         .zones
         .iter()
         .map(|z| {
-            Zone::open(z).map_err(|e| {
+            Zone::open(z, crate::headers::from_upstream).map_err(|e| {
                 std::io::Error::other(format!(
                     "cache zone `{}` at {}: {e}",
                     z.name,

@@ -1,8 +1,8 @@
 //! The cache's request-side work outside Pingora's cache phases: fresh HITs answered from a
 //! zone's memory tier, `PURGE`, and invalidation after unsafe methods (RFC 9111 §4.4).
 
+use crate::cache::memory::MemoryEntry;
 use crate::cache::policy;
-use crate::cache::storage::HotEntry;
 use crate::compress::{self, Encoding};
 use crate::config::{CacheRules, Handler, Invalidate, Location};
 use crate::context::{apply_headers_for, host, Conn, Ctx, RequestVars, WithUri};
@@ -54,7 +54,7 @@ pub fn tag(ctx: &Ctx) -> String {
 /// A fresh HIT found in a zone's memory tier, with the header to send (rules applied).
 pub struct Hot {
     pub id: HashBinary,
-    pub entry: std::sync::Arc<HotEntry>,
+    pub entry: std::sync::Arc<MemoryEntry>,
     pub header: ResponseHeader,
     /// The header only: a HEAD request, or a 304.
     pub header_only: bool,
@@ -71,7 +71,7 @@ impl Hot {
         if let Some(rules) = ctx.cache_rules() {
             ctx.state.zones[rules.zone]
                 .storage
-                .hot_hit(&self.id, &self.entry);
+                .memory_hit(&self.id, &self.entry);
         }
     }
 }
@@ -101,7 +101,7 @@ pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot>
         }
         // the key's hashes without building a `CacheKey` (its user tag is not hashed)
         let primary = pingora_cache::key::hash_key(policy::key_bytes(rules, &vars));
-        let first = zone.storage.hot_get(&primary)?;
+        let first = zone.storage.memory_get(&primary)?;
         let want = variance_for(ctx, &first.header, req);
         if want == first.variance {
             (primary, first)
@@ -113,7 +113,7 @@ pub fn lookup_hot(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<Hot>
             let id = k.combined_bin();
             let e = zone
                 .storage
-                .hot_get(&id)
+                .memory_get(&id)
                 .filter(|e| e.variance == Some(v))?;
             (id, e)
         }
