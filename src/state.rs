@@ -36,7 +36,7 @@ impl State {
             .zones
             .iter()
             .map(|z| {
-                Zone::open(z)
+                Zone::open(z, crate::headers::from_upstream)
                     .map_err(|e| format!("cache zone `{}` at {}: {e}", z.name, z.path.display()))
             })
             .collect::<Result<Vec<_>, String>>()?;

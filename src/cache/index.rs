@@ -1,13 +1,140 @@
-//! A zone's in-memory index: the entry stored under each id, the least-recently-used order
-//! that `max_size` and `keys_zone` evict by, and the zone's total size. Entries sit inline in
-//! one chunked array with their two LRU links (80 bytes a slot), found through a table of
-//! 4-byte slot numbers: no allocation per entry (S7 bench: 10,000 keys). It replaces a map of
-//! `Arc<Entry>` plus Pingora's `EvictionManager` (a second table and node per entry, and a
-//! second lock on every hit): the store admits, touches and evicts here itself.
+//! A zone's in-memory index: what is known of each stored entry (`Entry`), the
+//! least-recently-used order that `max_size` and `keys_zone` evict by, and the zone's total
+//! size. Entries sit inline in one chunked array with their two LRU links (80 bytes a slot),
+//! found through a table of 4-byte slot numbers: no allocation per entry. The store admits,
+//! touches and evicts here itself, with no second table or lock (Pingora's `EvictionManager`
+//! is not used).
 
-use super::storage::Entry;
+use super::entry_file::{EntryHead, Layout};
+use super::policy;
+use super::tags::tag_index;
 use hashbrown::HashTable;
-use pingora_cache::key::HashBinary;
+use pingora_cache::key::{CacheHashKey, CompactCacheKey, HashBinary};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// The time in Unix seconds, as entries record it.
+pub(super) fn now_secs() -> u64 {
+    unix_secs(SystemTime::now())
+}
+
+pub(super) fn unix_secs(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Unix seconds in 32 bits (enough until 2106).
+pub(super) fn secs32(s: u64) -> u32 {
+    u32::try_from(s).unwrap_or(u32::MAX)
+}
+
+/// What the index knows about one stored entry: 72 bytes, no allocation of its own (the index
+/// holds one per stored response). Its offsets follow from the file's [`Layout`].
+#[derive(Debug, Clone, Copy)]
+pub struct Entry {
+    /// `combined_bin()` of the entry's key: primary key and variance (the tag plays no part).
+    pub id: HashBinary,
+    /// The primary key (the id when there is no variance).
+    pub primary: HashBinary,
+    /// Digest of the stored response (status, headers but `Date`, body); 0 when unknown (an
+    /// entry found on disk, or rewritten by a revalidation).
+    pub(super) content: u64,
+    /// [`tag_index`] of the user tag, and the tag's length in the file.
+    pub(super) tag: u16,
+    pub(super) tag_len: u16,
+    pub(super) meta_lens: (u32, u32),
+    pub(super) body_len: u64,
+    /// Unix seconds.
+    pub last_access: u32,
+    /// When the stored response stops being fresh, in Unix seconds; 0 when unknown.
+    pub(super) fresh_until: u32,
+    /// The variance is the negotiated encoding's alone: the id derives from the primary key
+    /// (`remove_primary`) and is not recorded in `variants`.
+    pub(super) by_encoding: bool,
+}
+
+impl Entry {
+    /// An entry stored now under `key`, fresh until `fresh_until` (Unix seconds).
+    pub(super) fn new(
+        id: HashBinary,
+        key: &CompactCacheKey,
+        meta_lens: (u32, u32),
+        body_len: u64,
+        fresh_until: u64,
+    ) -> Entry {
+        Entry {
+            id,
+            primary: key.primary,
+            content: 0,
+            tag: tag_index(&key.user_tag),
+            tag_len: u16::try_from(key.user_tag.len()).unwrap_or(u16::MAX),
+            meta_lens,
+            body_len,
+            last_access: secs32(now_secs()),
+            fresh_until: secs32(fresh_until),
+            by_encoding: key
+                .variance
+                .as_deref()
+                .is_some_and(|v| policy::encoding_variances().any(|e| e == *v)),
+        }
+    }
+
+    /// The entry a file's header describes (digest and freshness unknown).
+    pub(super) fn on_disk(head: &EntryHead) -> Entry {
+        let key = &head.key;
+        let l = &head.layout;
+        Entry::new(key.combined_bin(), key, l.meta_lens, l.body_len, 0)
+    }
+
+    /// An entry whose file is `file_len` bytes (at least the fixed header), for tests.
+    #[cfg(test)]
+    pub fn for_test(id: HashBinary, file_len: u64) -> Entry {
+        Entry {
+            id,
+            primary: id,
+            content: 0,
+            tag: 0,
+            tag_len: 0,
+            meta_lens: (0, 0),
+            body_len: file_len.saturating_sub(super::entry_file::FIXED as u64),
+            last_access: 0,
+            fresh_until: 0,
+            by_encoding: false,
+        }
+    }
+
+    pub(super) fn layout(&self) -> Layout {
+        Layout {
+            tag_len: self.tag_len,
+            meta_lens: self.meta_lens,
+            body_len: self.body_len,
+        }
+    }
+
+    pub(super) fn body_offset(&self) -> u64 {
+        self.layout().body_offset()
+    }
+
+    pub fn file_len(&self) -> u64 {
+        self.layout().file_len()
+    }
+}
+
+/// The digest [`Entry::content`] is of, begun with what identifies a response apart from its
+/// body: status and headers, but not `Date`, which differs between two otherwise identical
+/// answers. The body is added as it is stored.
+pub(super) fn content_digest(h: &pingora_http::ResponseHeader) -> xxhash_rust::xxh3::Xxh3 {
+    let mut d = xxhash_rust::xxh3::Xxh3::new();
+    d.update(&h.status.as_u16().to_le_bytes());
+    for (name, value) in h.headers.iter() {
+        if name == http::header::DATE {
+            continue;
+        }
+        d.update(name.as_str().as_bytes());
+        d.update(b":");
+        d.update(value.as_bytes());
+        d.update(b"\n");
+    }
+    d
+}
 
 const NIL: u32 = u32::MAX;
 /// Slots per chunk: the array grows by 40 KiB without moving what it holds.
@@ -225,6 +352,8 @@ impl Index {
 
 #[cfg(test)]
 mod tests {
+    use super::super::entry_file::FIXED;
+    use super::super::tags::{known_tag, tag_name};
     use super::*;
 
     /// Sizes in hundreds of bytes (an entry file is at least its fixed header).
@@ -308,5 +437,40 @@ mod tests {
         assert!(ix.contains(&id));
         // n = 5, 261, 517, 773, 1029
         assert_eq!(ix.select(|e| e.id[0] == 5).len(), 5);
+    }
+
+    /// The index holds one `Entry` per stored response inline: keep it at 72 bytes, no
+    /// allocation of its own.
+    #[test]
+    fn entry_stays_compact() {
+        assert!(
+            std::mem::size_of::<Entry>() <= 72,
+            "{}",
+            std::mem::size_of::<Entry>()
+        );
+    }
+
+    #[test]
+    fn entry_records_its_key() {
+        let key = CompactCacheKey {
+            primary: [7; 16],
+            variance: Some(Box::new([9; 16])),
+            user_tag: "/api/".into(),
+        };
+        let e = Entry::new(key.combined_bin(), &key, (10, 20), 300, 0);
+        assert_eq!(e.primary, key.primary);
+        assert!(!e.by_encoding);
+        assert_eq!(&*tag_name(e.tag), "/api/");
+        assert_eq!(known_tag("/api/"), Some(e.tag));
+        assert_eq!(e.layout().meta_offset(), FIXED as u64 + 5);
+        assert_eq!(e.file_len(), FIXED as u64 + 5 + 30 + 300);
+        // a variant by the negotiated encoding alone
+        let gz = policy::encoding_variances().nth(1).unwrap_or_default();
+        let key = CompactCacheKey {
+            variance: Some(Box::new(gz)),
+            ..key
+        };
+        let e = Entry::new(key.combined_bin(), &key, (10, 20), 300, 0);
+        assert!(e.by_encoding);
     }
 }

@@ -1,14 +1,23 @@
-//! The response cache: zones (`caches:`, NGINX `proxy_cache_path`) backed by the disk store in
-//! `storage`, the NGINX `proxy_cache*` policy in `policy`, and the background work of a zone
-//! (start-up scan, `inactive` sweeper). Zones live for the whole process (pingora-cache wants
-//! `&'static` storage) and are shared by path across config reloads.
+//! The response cache: zones (`caches:`, NGINX `proxy_cache_path`), their collapsing locks and
+//! `proxy_cache_min_uses` admission, and the background work of a zone (start-up scan,
+//! `inactive` sweeper). Zones live for the whole process (pingora-cache wants `&'static`
+//! storage) and are shared by path across config reloads.
+//!
+//! The store: `storage` (Pingora's `Storage` on disk) over `entry_file` (the file format),
+//! `zone_dir` (where the files are), `index` (entries, LRU order, size), `variants`, `tags`
+//! and `memory` (the memory tier). The NGINX `proxy_cache*` policy is in `policy`.
 
+mod entry_file;
 pub mod index;
 pub mod memory;
 pub mod policy;
 pub mod storage;
+mod tags;
+mod variants;
+mod zone_dir;
 
 use crate::config::ZoneConfig;
+use memory::PrepareHeader;
 use once_cell::sync::Lazy;
 use pingora_cache::admission::{AdmissionPolicy, Decision};
 use pingora_cache::key::{CacheHashKey, HashBinary};
@@ -58,7 +67,9 @@ static ZONES: Lazy<Mutex<HashMap<PathBuf, &'static Zone>>> =
 
 impl Zone {
     /// The zone at `cfg.path`, created (and its background work started) on first use.
-    pub fn open(cfg: &ZoneConfig) -> std::io::Result<&'static Zone> {
+    /// `prepare` is applied to the header of each entry entering the memory tier; a zone
+    /// already open keeps the one it was created with.
+    pub fn open(cfg: &ZoneConfig, prepare: PrepareHeader) -> std::io::Result<&'static Zone> {
         let mut zones = ZONES
             .lock()
             .map_err(|_| std::io::Error::other("zone registry poisoned"))?;
@@ -73,6 +84,7 @@ impl Zone {
             cfg.max_entry_size,
             (cfg.max_size, cfg.max_entries),
             cfg.memory,
+            prepare,
         )?));
         let zone: &'static Zone = Box::leak(Box::new(Zone {
             name: cfg.name.clone(),
