@@ -318,9 +318,24 @@ fn header_str(req: &RequestHeader, name: header::HeaderName) -> Option<&str> {
     req.headers.get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Parse a `Range` header against a body of `size` bytes. `None`: ignore the header (serve 200);
-/// `Some(Err(()))`: unsatisfiable (416); `Some(Ok((start, len)))`: one range.
-pub fn parse_range(value: &str, size: u64) -> Option<std::result::Result<(u64, u64), ()>> {
+/// What a `Range` header asks of a body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    /// Ignore the header and serve the whole body (200): invalid, or several ranges.
+    Whole,
+    /// No range overlaps the body (416).
+    Unsatisfiable,
+    /// One range: its start and length (206).
+    One(u64, u64),
+}
+
+/// Parse a `Range` header against a body of `size` bytes.
+pub fn parse_range(value: &str, size: u64) -> Range {
+    parse_ranges(value, size).unwrap_or(Range::Whole)
+}
+
+/// [`parse_range`]; `None` for a header to ignore.
+fn parse_ranges(value: &str, size: u64) -> Option<Range> {
     let spec = value.trim().strip_prefix("bytes=")?;
     let mut ranges = Vec::new();
     for part in spec.split(',') {
@@ -359,8 +374,8 @@ pub fn parse_range(value: &str, size: u64) -> Option<std::result::Result<(u64, u
     }
     let satisfiable: Vec<(u64, u64)> = ranges.iter().flatten().copied().collect();
     match satisfiable.len() {
-        0 if !ranges.is_empty() => Some(Err(())),
-        1 => Some(Ok(satisfiable[0])),
+        0 if !ranges.is_empty() => Some(Range::Unsatisfiable),
+        1 => Some(Range::One(satisfiable[0].0, satisfiable[0].1)),
         // Several ranges: serving the whole representation is allowed (RFC 9110 §14.2).
         _ => None,
     }
@@ -508,9 +523,9 @@ fn plan_file(
         };
         if if_range_ok {
             match parse_range(r, size) {
-                Some(Ok(rg)) => range = Some(rg),
-                Some(Err(())) => return Plan::Unsatisfiable(size),
-                None => {}
+                Range::One(start, len) => range = Some((start, len)),
+                Range::Unsatisfiable => return Plan::Unsatisfiable(size),
+                Range::Whole => {}
             }
         }
     }
@@ -544,17 +559,17 @@ mod tests {
 
     #[test]
     fn ranges() {
-        assert_eq!(parse_range("bytes=0-9", 100), Some(Ok((0, 10))));
-        assert_eq!(parse_range("bytes=90-", 100), Some(Ok((90, 10))));
-        assert_eq!(parse_range("bytes=-10", 100), Some(Ok((90, 10))));
-        assert_eq!(parse_range("bytes=-200", 100), Some(Ok((0, 100))));
-        assert_eq!(parse_range("bytes=95-200", 100), Some(Ok((95, 5))));
-        assert_eq!(parse_range("bytes=100-", 100), Some(Err(())));
-        assert_eq!(parse_range("bytes=-0", 100), Some(Err(())));
-        assert_eq!(parse_range("bytes=5-1", 100), None);
-        assert_eq!(parse_range("items=0-1", 100), None);
-        assert_eq!(parse_range("bytes=0-1,5-6", 100), None);
-        assert_eq!(parse_range("bytes=0-1,500-600", 100), Some(Ok((0, 2))));
+        assert_eq!(parse_range("bytes=0-9", 100), Range::One(0, 10));
+        assert_eq!(parse_range("bytes=90-", 100), Range::One(90, 10));
+        assert_eq!(parse_range("bytes=-10", 100), Range::One(90, 10));
+        assert_eq!(parse_range("bytes=-200", 100), Range::One(0, 100));
+        assert_eq!(parse_range("bytes=95-200", 100), Range::One(95, 5));
+        assert_eq!(parse_range("bytes=100-", 100), Range::Unsatisfiable);
+        assert_eq!(parse_range("bytes=-0", 100), Range::Unsatisfiable);
+        assert_eq!(parse_range("bytes=5-1", 100), Range::Whole);
+        assert_eq!(parse_range("items=0-1", 100), Range::Whole);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), Range::Whole);
+        assert_eq!(parse_range("bytes=0-1,500-600", 100), Range::One(0, 2));
     }
 
     #[test]
