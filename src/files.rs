@@ -40,9 +40,9 @@ impl FileVersion {
 
 /// Static file bytes kept in memory, each checked on every request against the file's current
 /// version (the request stats the file anyway; a changed file is read again and replaces the
-/// old copy). Two instances: the contents of small files (`file_cache`), so a hot file such as
-/// the patched `/script.js` is sent from memory, one copy to the socket instead of a read from
-/// the page cache plus that copy; and compressed copies (`static.memory_cache`), so a file is
+/// old copy). Two instances: the contents of small files (`file_cache`), so a file requested
+/// often, such as the patched `/script.js`, is sent from memory, one copy to the socket instead
+/// of a read from the page cache plus that copy; and compressed copies (`static.memory_cache`), so a file is
 /// compressed once per encoding. Rebuilt empty on reload.
 pub struct FileCache {
     map: quick_cache::sync::Cache<FileKey, Arc<(FileVersion, Bytes)>, FileWeight>,
