@@ -642,7 +642,7 @@ pub async fn serve(session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<(
 /// `header` to match (a range request gets the whole compressed body, as NGINX).
 fn compressed_variant(
     ctx: &Ctx,
-    c: &crate::config::CompressConfig,
+    c: &crate::compress::CompressConfig,
     st: &crate::config::StaticConfig,
     path: &std::path::Path,
     version: FileVersion,
