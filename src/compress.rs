@@ -1,13 +1,51 @@
 //! Response compression: NGINX `gzip*` semantics plus brotli and zstd. Accept-Encoding
 //! negotiation with q-values and a server preference (zstd > br > gzip), the conditions under
 //! which a response is compressed, the header changes that go with it, and streaming encoders
-//! that flush at every chunk (so streamed responses stay streamed).
+//! that flush at every chunk (so streamed responses stay streamed). [`CompressConfig`] is a
+//! location's compiled settings; `config` builds it from `gzip:`, `brotli:`, `zstd:` and
+//! `static:`.
 
-use crate::config::CompressConfig;
 use bytes::Bytes;
 use http::header;
 use pingora_http::{RequestHeader, ResponseHeader};
+use regex::Regex;
 use std::io::Write;
+
+/// Compression of a location (`gzip:`, `brotli:`, `zstd:`, `static:`).
+#[derive(Debug, Clone)]
+pub struct CompressConfig {
+    pub gzip: Option<u32>,
+    pub brotli: Option<u32>,
+    pub zstd: Option<u32>,
+    pub min_length: u64,
+    /// Lowercase media types; `text/html` is always included.
+    pub types: Vec<String>,
+    /// `types: ["*"]`
+    pub all_types: bool,
+    pub vary: bool,
+    /// User-Agents that never get compressed responses (NGINX `gzip_disable`).
+    pub disable: Option<Regex>,
+    /// Compress responses to requests that came through another proxy (`Via`).
+    pub proxied: bool,
+    /// Serve `file.zst` / `file.br` / `file.gz` siblings when present (NGINX `gzip_static`).
+    pub precompressed: bool,
+    /// Bytes of compressed static files kept in memory (0 disables).
+    pub memory_cache: u64,
+}
+
+impl CompressConfig {
+    pub fn any_enabled(&self) -> bool {
+        self.gzip.is_some() || self.brotli.is_some() || self.zstd.is_some()
+    }
+
+    pub fn level(&self, e: Encoding) -> Option<u32> {
+        match e {
+            Encoding::Gzip => self.gzip,
+            Encoding::Br => self.brotli,
+            Encoding::Zstd => self.zstd,
+        }
+    }
+}
 
 /// A content coding outrigger produces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

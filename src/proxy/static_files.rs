@@ -4,7 +4,8 @@
 
 use super::error_page;
 use crate::compress;
-use crate::config::{CompressConfig, Handler, StaticConfig};
+use crate::compress::CompressConfig;
+use crate::config::{Handler, StaticConfig};
 use crate::files::{compressed_copy, map_path, plan, precompressed_sibling, FileVersion, Plan};
 use crate::output;
 use crate::request::context::Ctx;

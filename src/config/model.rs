@@ -1,0 +1,234 @@
+//! The compiled configuration: immutable types that request handling reads, built once per
+//! load by `compile` and shared as `Arc<Config>`.
+
+use crate::compress::CompressConfig;
+use crate::headers::HeaderRules;
+use crate::router::Router;
+use crate::vars::Template;
+use http::HeaderName;
+use pingora_core::upstreams::peer::HttpPeer;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Where a log goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LogTarget {
+    Stdout,
+    Stderr,
+    File(PathBuf),
+}
+
+#[derive(Debug, Clone)]
+pub struct ErrorLogConfig {
+    pub level: log::LevelFilter,
+    pub target: LogTarget,
+}
+
+#[derive(Debug, Clone)]
+pub struct AccessLogConfig {
+    pub format: Template,
+    pub target: LogTarget,
+}
+
+/// A named upstream with its pre-resolved address and a ready `HttpPeer` (timeouts set).
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub name: String,
+    pub addr: SocketAddr,
+    /// `host:port` as written, NGINX's `$proxy_host` and the default upstream `Host`.
+    pub proxy_host: String,
+    pub peer: HttpPeer,
+    pub keepalive: usize,
+}
+
+/// What `symlinks:` allows when serving files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SymlinkPolicy {
+    /// Follow symlinks only when the target stays inside the root (default).
+    WithinRoot,
+    /// Follow any symlink (NGINX's default `disable_symlinks off`).
+    Follow,
+}
+
+/// How `If-Modified-Since` is compared (NGINX `if_modified_since`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImsMode {
+    Off,
+    Exact,
+    Before,
+}
+
+#[derive(Debug, Clone)]
+pub enum DocRoot {
+    /// `root`: the full URI is appended.
+    Root(PathBuf),
+    /// `alias`: the location prefix is replaced.
+    Alias { dir: PathBuf, prefix: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct StaticConfig {
+    pub doc_root: DocRoot,
+    pub index: Vec<String>,
+    pub symlinks: SymlinkPolicy,
+    pub if_modified_since: ImsMode,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub upstream: usize,
+    /// The URI part of `proxy_pass` and the location prefix it replaces.
+    pub rewrite: Option<(String, String)>,
+    pub set_headers: Vec<(HeaderName, Template)>,
+    pub buffering: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum Handler {
+    Static(StaticConfig),
+    Proxy(ProxyConfig),
+}
+
+/// `caches.NAME`: a cache zone (NGINX `proxy_cache_path`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ZoneConfig {
+    pub name: String,
+    pub path: PathBuf,
+    /// Directory levels from the end of the hex key, e.g. `[1, 2]` for `levels: "1:2"`.
+    pub levels: Vec<usize>,
+    /// Entries the in-memory index may hold (`keys_zone`: 8,000 per MiB, as NGINX).
+    pub max_entries: usize,
+    /// Entries not read for this long are removed.
+    pub inactive: Duration,
+    /// Total bytes on disk before least-recently-used entries are evicted.
+    pub max_size: u64,
+    /// Largest single entry stored.
+    pub max_entry_size: Option<u64>,
+    /// Bytes of the in-memory tier for hot small entries (0: none).
+    pub memory: u64,
+}
+
+/// NGINX `proxy_ignore_headers`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct IgnoreHeaders {
+    pub cache_control: bool,
+    pub expires: bool,
+    pub set_cookie: bool,
+    pub x_accel_expires: bool,
+    pub vary: bool,
+}
+
+/// NGINX `proxy_cache_use_stale`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UseStale {
+    pub error: bool,
+    pub timeout: bool,
+    pub updating: bool,
+    /// Upstream statuses for which a stale entry is served instead.
+    pub statuses: Vec<u16>,
+}
+
+impl UseStale {
+    pub fn on_error(&self) -> bool {
+        self.error || self.timeout || !self.statuses.is_empty()
+    }
+}
+
+/// A location's `cache:` rules (NGINX `proxy_cache*`).
+#[derive(Debug, Clone)]
+pub struct CacheRules {
+    /// Index into `Config::zones`.
+    pub zone: usize,
+    pub key: Template,
+    /// (status or `None` for any, time to live), first match wins.
+    pub valid: Vec<(Option<u16>, Duration)>,
+    pub bypass: Vec<Template>,
+    pub no_cache: Vec<Template>,
+    /// HEAD is answered from the GET entry when listed (GET always is).
+    pub head: bool,
+    /// Store a response only once its key was requested this many times (1: always).
+    pub min_uses: u32,
+    /// Request collapsing: (how long a waiter waits, how long a fill may hold the lock).
+    pub lock: Option<(Duration, Duration)>,
+    pub use_stale: UseStale,
+    pub background_update: bool,
+    pub ignore: IgnoreHeaders,
+    /// Client networks allowed to `PURGE`; empty = purge off.
+    pub purge_allow: Vec<ipnet::IpNet>,
+    /// What a successful POST/PUT/PATCH/DELETE invalidates.
+    pub invalidate_on_unsafe: Invalidate,
+}
+
+/// `invalidate_on_unsafe`: what a successful unsafe request through a cached location drops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidate {
+    Off,
+    /// RFC 9111 §4.4: the stored GET of its URI and of the URIs in `Location` /
+    /// `Content-Location` (`on`, the default).
+    Uri,
+    /// Everything this location stored (an API micro-cache: any write may change any read).
+    Location,
+}
+
+#[derive(Debug, Clone)]
+pub struct Location {
+    /// How it was declared, for logs and metrics (`= /script.js`, `/`, `~ \.js$`).
+    pub name: String,
+    pub handler: Handler,
+    pub headers: HeaderRules,
+    pub intercept_errors: bool,
+    pub cache: Option<CacheRules>,
+    /// `None` when nothing is compressed here.
+    pub compress: Option<Arc<CompressConfig>>,
+}
+
+/// The admin listener (`/healthz`, `/readyz`, `/metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminConfig {
+    pub listen: SocketAddr,
+    /// Written in the config (a failure to bind is fatal) rather than the default (a warning).
+    pub explicit: bool,
+}
+
+/// The compiled configuration. Immutable; shared as `Arc<Config>`.
+#[derive(Debug)]
+pub struct Config {
+    pub file: PathBuf,
+    pub listen: Vec<SocketAddr>,
+    pub admin: Option<AdminConfig>,
+    /// How often the config file is checked for changes (`None`: only on SIGHUP).
+    pub reload_interval: Option<Duration>,
+    pub threads: usize,
+    pub pid_file: Option<PathBuf>,
+    pub grace_period: Duration,
+    /// Bytes of response gathered per client connection before a write (0: none).
+    pub client_write_buffer: usize,
+    /// A client that accepts no bytes of a response for this long is disconnected (NGINX
+    /// `send_timeout`).
+    pub send_timeout: Duration,
+    /// A request head must arrive whole within this long of its first byte (NGINX
+    /// `client_header_timeout`).
+    pub client_header_timeout: Duration,
+    /// Bytes of small static files kept in memory (0: none).
+    pub file_cache: u64,
+    /// On SIGTERM, how long to keep serving with `/readyz` at 503 before closing the listeners
+    /// (time for Kubernetes to take the pod out of its Service).
+    pub shutdown_delay: Duration,
+    pub error_log: ErrorLogConfig,
+    pub access_log: Option<AccessLogConfig>,
+    pub upstreams: Vec<Upstream>,
+    pub zones: Vec<ZoneConfig>,
+    pub locations: Vec<Location>,
+    pub router: Router,
+    /// Status → URI of its error page.
+    pub error_pages: HashMap<u16, String>,
+    pub types: HashMap<String, String>,
+    pub default_type: String,
+    /// `$host` when the request names no host (NGINX `server_name`).
+    pub server_name: String,
+    /// Largest keep-alive pool asked for by any upstream.
+    pub keepalive_pool: usize,
+}
