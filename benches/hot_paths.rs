@@ -10,8 +10,8 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use outrigger::compress::negotiate;
 use outrigger::config::Config;
+use outrigger::template::{write_time_local, Template, Var, VarSource};
 use outrigger::uri::normalize;
-use outrigger::vars::{write_time_local, Template, Var, VarSource};
 use pingora_http::{RequestHeader, ResponseHeader};
 use std::fmt::Write;
 use std::path::Path;

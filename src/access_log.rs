@@ -2,7 +2,7 @@
 //! stderr or a file. When `access_log: off` nothing is formatted.
 
 use crate::config::{AccessLogConfig, LogTarget};
-use crate::vars::{Template, VarSource};
+use crate::template::{Template, VarSource};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::Mutex;

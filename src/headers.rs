@@ -2,7 +2,7 @@
 //! with NGINX's status rule, `set_header` (replaces), `hide_header`; and what every upstream
 //! response gets first (the `X-Accel-*` headers NGINX hides, outrigger's `Server`).
 
-use crate::vars::{Template, VarSource};
+use crate::template::{Template, VarSource};
 use http::header::CACHE_CONTROL;
 use http::HeaderName;
 use pingora_http::ResponseHeader;
@@ -173,7 +173,7 @@ pub fn apply_expires(resp: &mut ResponseHeader, e: Expires, now: SystemTime) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::vars::Var;
+    use crate::template::Var;
 
     struct NoVars;
     impl VarSource for NoVars {

@@ -4,7 +4,7 @@
 //! `ignore_headers`), `Vary`, stale serving, and `$upstream_cache_status`.
 
 use crate::config::CacheRules;
-use crate::vars::{Template, VarSource};
+use crate::template::{Template, VarSource};
 use http::header;
 use once_cell::sync::Lazy;
 use pingora_cache::cache_control::CacheControl;

@@ -4,7 +4,7 @@
 use crate::compress::CompressConfig;
 use crate::headers::HeaderRules;
 use crate::router::Router;
-use crate::vars::Template;
+use crate::template::Template;
 use http::HeaderName;
 use pingora_core::upstreams::peer::HttpPeer;
 use std::collections::HashMap;

@@ -3,7 +3,7 @@
 
 use super::context::Ctx;
 use crate::config::Location;
-use crate::vars::{self, Var, VarSource};
+use crate::template::{self, Var, VarSource};
 use http::header;
 use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -113,7 +113,7 @@ impl VarSource for RequestVars<'_> {
         let req = self.req;
         let ctx = self.ctx;
         match var {
-            Var::TimeLocal => vars::write_time_local(out, chrono::Local::now()),
+            Var::TimeLocal => template::write_time_local(out, chrono::Local::now()),
             Var::TimeIso8601 => {
                 let _ = write!(
                     out,

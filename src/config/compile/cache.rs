@@ -7,7 +7,7 @@
 use super::{status_key, Compiler, Result};
 use crate::config::model::{CacheRules, Handler, IgnoreHeaders, Invalidate, UseStale, ZoneConfig};
 use crate::config::raw::{RawCache, RawLock, RawPurge, RawZone};
-use crate::vars::Template;
+use crate::template::Template;
 use indexmap::IndexMap;
 use serde_yaml::Value;
 use std::time::Duration;

@@ -18,7 +18,7 @@ use super::model::Config;
 use super::raw::RawConfig;
 use super::span::SpanIndex;
 use super::{env, units};
-use crate::vars::Template;
+use crate::template::Template;
 use http::HeaderName;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;

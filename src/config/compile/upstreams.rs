@@ -6,7 +6,7 @@ use super::{Compiler, Result};
 use crate::config::model::{ProxyConfig, Upstream};
 use crate::config::raw::{RawLocation, RawUpstream};
 use crate::router::Matcher;
-use crate::vars::{Template, Var};
+use crate::template::{Template, Var};
 use http::HeaderName;
 use indexmap::IndexMap;
 use pingora_core::upstreams::peer::HttpPeer;
