@@ -42,8 +42,8 @@ impl FileVersion {
 /// version (the request stats the file anyway; a changed file is read again and replaces the
 /// old copy). Two instances: the contents of small files (`file_cache`), so a file requested
 /// often, such as the patched `/script.js`, is sent from memory, one copy to the socket instead
-/// of a read from the page cache plus that copy; and compressed copies (`static.memory_cache`), so a file is
-/// compressed once per encoding. Rebuilt empty on reload.
+/// of a read from the page cache plus that copy; and compressed copies (`static.memory_cache`),
+/// so a file is compressed once per encoding. Rebuilt empty on reload.
 pub struct FileCache {
     map: quick_cache::sync::Cache<FileKey, Arc<(FileVersion, Bytes)>, FileWeight>,
     /// Largest body kept.
@@ -331,11 +331,11 @@ pub enum Range {
 
 /// Parse a `Range` header against a body of `size` bytes.
 pub fn parse_range(value: &str, size: u64) -> Range {
-    parse_ranges(value, size).unwrap_or(Range::Whole)
+    parse_range_spec(value, size).unwrap_or(Range::Whole)
 }
 
 /// [`parse_range`]; `None` for a header to ignore.
-fn parse_ranges(value: &str, size: u64) -> Option<Range> {
+fn parse_range_spec(value: &str, size: u64) -> Option<Range> {
     let spec = value.trim().strip_prefix("bytes=")?;
     let mut ranges = Vec::new();
     for part in spec.split(',') {

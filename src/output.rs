@@ -2,7 +2,7 @@
 //! in one write, a larger one in writes of whole TCP segments of up to that size (the
 //! connection's MSS from `TCP_INFO`; [`WRITE_SIZE`], 32 KiB like NGINX's output buffers, when
 //! it is unknown), never as one large write: with `TCP_NODELAY` a write that is not whole
-//! segments ends in a short packet. Bodies read from disk (`files`, cache HITs) are read in
+//! segments ends in a short packet. Bodies read from disk (static files, disk HITs) are read in
 //! [`WRITE_SIZE`] pieces, one write each. The measurements are in BENCHMARKS.md (S3).
 
 use bytes::Bytes;
@@ -20,7 +20,7 @@ pub const WRITE_SIZE: usize = 32 * 1024;
 
 /// The largest whole number of segments of `mss` bytes within [`MAX_WRITE`]: with
 /// `TCP_NODELAY` every write ends in a pushed packet, so a write of whole segments leaves no
-/// short packet behind it (130,966 bytes on loopback, 130,320 with a 1,500-byte MTU).
+/// short packet behind it.
 pub fn write_size(mss: Option<u32>) -> usize {
     match mss.map(|m| m as usize) {
         Some(m) if (536..=MAX_WRITE).contains(&m) => MAX_WRITE / m * m,

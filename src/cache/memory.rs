@@ -12,16 +12,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// The header preparation applied to an entry as it enters the tier. It is given by the
-/// caller of `Zone::open` (the proxy's treatment of upstream headers), so the cache does not
-/// depend on request-handling header policy.
+/// The header preparation applied to an entry as it enters the tier: what every upstream
+/// response gets before it is sent (`headers::from_upstream`), given by the caller of
+/// `Zone::open` so that the store knows nothing of response header rules.
 pub type PrepareHeader = fn(&mut ResponseHeader) -> pingora_error::Result<()>;
 
 /// An entry of the memory tier.
 pub struct MemoryEntry {
     /// The header as a memory-tier HIT sends it before the location's header rules: prepared
-    /// ([`PrepareHeader`]), `Transfer-Encoding`, `Date` and `Connection` removed (the session
-    /// or the front writes its own `Date` and `Connection`), `Content-Length` set.
+    /// ([`PrepareHeader`]), `Transfer-Encoding`, `Date` and `Connection` removed (Pingora's
+    /// session or the edge writes its own `Date` and `Connection`), `Content-Length` set.
     pub header: ResponseHeader,
     pub body: Bytes,
     pub fresh_until: SystemTime,
@@ -99,7 +99,7 @@ impl MemoryTier {
             return;
         }
         let mut header = own_header(meta.response_header());
-        // A HIT is sent with its own `Date` and `Connection` (HTTP/1 session, `front`).
+        // A HIT is sent with its own `Date` and `Connection` (Pingora's session, the edge).
         for h in [
             http::header::TRANSFER_ENCODING,
             http::header::DATE,

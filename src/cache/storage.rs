@@ -145,7 +145,7 @@ impl DiskStorage {
     /// Record a hit served from the memory tier (recency for `inactive` and LRU eviction), at
     /// most once a second per entry: `inactive` counts in seconds, and the LRU order within one
     /// second is not worth taking the index lock on every request.
-    pub fn memory_hit(&self, id: &HashBinary, e: &MemoryEntry) {
+    pub fn record_memory_hit(&self, id: &HashBinary, e: &MemoryEntry) {
         let now = now_secs();
         if !e.touch(now) {
             return;

@@ -107,7 +107,7 @@ pub struct ZoneConfig {
     pub max_size: u64,
     /// Largest single entry stored.
     pub max_entry_size: Option<u64>,
-    /// Bytes of the in-memory tier for hot small entries (0: none).
+    /// Bytes of the zone's memory tier (0: none).
     pub memory: u64,
 }
 

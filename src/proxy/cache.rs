@@ -5,9 +5,10 @@
 
 use super::error_page;
 use crate::cache::policy;
-use crate::config::{CacheRules, Handler, Invalidate, Location};
+use crate::config::{CacheRules, Invalidate};
+use crate::request::cache_key::{cache_key, cacheable_method, primary_hash};
 use crate::request::context::Ctx;
-use crate::request::memory_tier::{self, cacheable_method, tag};
+use crate::request::memory_tier;
 use crate::request::vars::{host, Conn, RequestVars, WithUri};
 use bytes::Bytes;
 use http::header;
@@ -51,7 +52,7 @@ pub fn enable(session: &mut Session, ctx: &mut Ctx) {
     ctx.cache_on = true;
     let vars = RequestVars::new(session, ctx, None);
     if policy::any_set(&rules.bypass, &vars) {
-        let key = CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx));
+        let key = cache_key(rules, &vars, ctx);
         session.cache.set_cache_key(key);
         session.cache.bypass();
         ctx.cache_bypass = true;
@@ -64,7 +65,7 @@ pub fn key(session: &Session, ctx: &Ctx) -> Result<CacheKey> {
         return Error::e_explain(ErrorType::InternalError, "cache key without cache rules");
     };
     let vars = RequestVars::new(session, ctx, None);
-    Ok(CacheKey::new(policy::key_bytes(rules, &vars), tag(ctx)))
+    Ok(cache_key(rules, &vars, ctx))
 }
 
 /// Whether and for how long the upstream's response is stored (`no_cache`, then the policy).
@@ -79,7 +80,7 @@ pub fn cacheability(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> Resp
 
 /// NGINX `proxy_cache_use_stale`: whether a stale entry answers instead of `error` (`None`:
 /// while it is being revalidated, `updating`).
-pub fn serve_stale(ctx: &Ctx, error: Option<&Error>) -> bool {
+pub fn stale_allowed(ctx: &Ctx, error: Option<&Error>) -> bool {
     let Some(rules) = ctx.cache_rules() else {
         return false;
     };
@@ -124,18 +125,8 @@ pub async fn purge(session: &mut Session, ctx: &mut Ctx, rules: &CacheRules) -> 
     if !ip.is_some_and(|ip| rules.purge_allow.iter().any(|n| n.contains(&ip))) {
         return error_page::send_error(session, ctx, 403, None).await;
     }
-    if let Some(Location {
-        handler: Handler::Proxy(p),
-        ..
-    }) = ctx.location()
-    {
-        ctx.upstream = Some(p.upstream);
-    }
-    let key = policy::key_bytes(rules, &RequestVars::new(session, ctx, None));
-    let zone = ctx.state.zones[rules.zone];
-    let found = zone
-        .storage
-        .remove_primary(&pingora_cache::key::hash_key(&key));
+    let primary = primary_hash(rules, &RequestVars::new(session, ctx, None));
+    let found = ctx.state.zones[rules.zone].storage.remove_primary(&primary);
     if !found {
         return error_page::send_error(session, ctx, 404, None).await;
     }
@@ -173,8 +164,7 @@ pub fn invalidate_unsafe(session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
         return;
     }
     let vars = RequestVars::new(session, ctx, None);
-    let own = policy::key_bytes(rules, &vars);
-    storage.remove_primary(&pingora_cache::key::hash_key(&own));
+    storage.remove_primary(&primary_hash(rules, &vars));
     let host = host(session.req_header(), &ctx.cfg().server_name);
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(uri) = resp
@@ -195,7 +185,6 @@ pub fn invalidate_unsafe(session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
             path: uri.path(),
             query: uri.query(),
         };
-        let key = policy::key_bytes(rules, &other);
-        storage.remove_primary(&pingora_cache::key::hash_key(&key));
+        storage.remove_primary(&primary_hash(rules, &other));
     }
 }

@@ -15,7 +15,7 @@ use pingora_proxy::Session;
 /// encoder when this client gets an encoding. A 304 revalidating a stored compressed variant
 /// gets its ETag weakened (the origin's strong ETag describes the identity bytes, and Pingora
 /// merges this header into the stored one).
-pub fn prepare(session: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
+pub fn set_up_encoding(session: &Session, resp: &mut ResponseHeader, ctx: &mut Ctx) -> Result<()> {
     let state = ctx.state.clone();
     let Some(c) = ctx
         .location

@@ -12,9 +12,9 @@ use crate::cache::policy;
 use crate::config::{Handler, Location, ProxyConfig};
 use crate::headers;
 use crate::metrics::METRICS;
+use crate::request::cache_key::variance_for;
 use crate::request::context::Ctx;
 use crate::request::log::log_request;
-use crate::request::memory_tier::variance_for;
 use crate::request::route::route;
 use crate::request::vars::{apply_header_rules, host, Conn, RequestVars};
 use crate::state::State;
@@ -149,7 +149,7 @@ impl ProxyHttp for Proxy {
         ctx: &mut Ctx,
         error: Option<&Error>,
     ) -> bool {
-        cache::serve_stale(ctx, error)
+        cache::stale_allowed(ctx, error)
     }
 
     fn fail_to_connect(
@@ -217,7 +217,7 @@ impl ProxyHttp for Proxy {
             ctx.upstream_time = Some(t.elapsed());
         }
         ctx.upstream_status = Some(resp.status.as_u16());
-        compression::prepare(session, resp, ctx)
+        compression::set_up_encoding(session, resp, ctx)
     }
 
     fn upstream_response_body_filter(

@@ -1,41 +1,17 @@
 //! A routed request looked up in its zone's memory tier, the same on both paths: a fresh HIT
-//! with its header ready to send, or nothing (Pingora's cache phases take the request). Also
-//! what the lookup shares with those phases: the cacheable methods, the entry's tag and its
-//! variance.
+//! with its header ready to send, or nothing (Pingora's cache phases take the request).
 
+use super::cache_key::{cacheable_method, primary_hash, variance_for};
 use super::context::Ctx;
 use super::vars::{apply_header_rules, Conn, RequestVars};
 use crate::cache::memory::MemoryEntry;
 use crate::cache::policy;
-use crate::compress::{self, Encoding};
-use crate::config::CacheRules;
 use bytes::Bytes;
 use http::header;
 use pingora_cache::key::{CacheHashKey, HashBinary};
 use pingora_cache::CacheKey;
 use pingora_core::protocols::http::conditional_filter;
 use pingora_http::{RequestHeader, ResponseHeader};
-
-/// The variance of a stored response for this request. Responses outrigger compressed, or
-/// would compress for a client that asks, vary by the negotiated encoding (whatever the origin's
-/// Vary says and `gzip.vary`).
-pub fn variance_for(ctx: &Ctx, stored: &ResponseHeader, req: &RequestHeader) -> Option<HashBinary> {
-    let encoding = ctx
-        .location()
-        .and_then(|l| l.compress.as_deref())
-        .filter(|c| {
-            c.any_enabled()
-                && (stored.headers.contains_key(header::CONTENT_ENCODING)
-                    || compress::compressible(c, stored))
-        })
-        .map(|_| ctx.encoding.map_or("identity", Encoding::token));
-    policy::variance(ctx.cache_rules()?, stored, req, encoding)
-}
-
-/// GET always, HEAD when the rules list it (answered from the GET entry).
-pub fn cacheable_method(rules: &CacheRules, method: &http::Method) -> bool {
-    *method == http::Method::GET || (*method == http::Method::HEAD && rules.head)
-}
 
 /// Request headers that need Pingora's cache machinery (range requests and the preconditions
 /// it evaluates; `If-None-Match` and `If-Modified-Since` are answered here with its filter).
@@ -45,12 +21,6 @@ const NEEDS_CACHE_PHASES: [header::HeaderName; 4] = [
     header::IF_UNMODIFIED_SINCE,
     header::IF_RANGE,
 ];
-
-/// The cache key's user tag: the name of the location that stores the entry (so a location's
-/// entries can be dropped together, `invalidate_on_unsafe: location`).
-pub fn tag(ctx: &Ctx) -> String {
-    ctx.location().map(|l| l.name.clone()).unwrap_or_default()
-}
 
 /// A fresh HIT found in a zone's memory tier, with the header to send (rules applied).
 pub struct MemoryHit {
@@ -72,7 +42,7 @@ impl MemoryHit {
         if let Some(rules) = ctx.cache_rules() {
             ctx.state.zones[rules.zone]
                 .storage
-                .memory_hit(&self.id, &self.entry);
+                .record_memory_hit(&self.id, &self.entry);
         }
     }
 }
@@ -104,7 +74,7 @@ pub fn lookup(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<MemoryHi
             return None;
         }
         // the key's hashes without building a `CacheKey` (its user tag is not hashed)
-        let primary = pingora_cache::key::hash_key(policy::key_bytes(rules, &vars));
+        let primary = primary_hash(rules, &vars);
         let first = zone.storage.memory_get(&primary)?;
         let want = variance_for(ctx, &first.header, req);
         if want == first.variance {

@@ -1,6 +1,8 @@
 //! What both paths (the HTTP/1 `edge` and Pingora's `proxy` phases) share for one request:
-//! its context, its NGINX variables, routing, the memory-tier lookup and the final log line.
+//! its context, its NGINX variables, routing, its cache key, the memory-tier lookup and the
+//! final log line.
 
+pub mod cache_key;
 pub mod context;
 pub mod log;
 pub mod memory_tier;

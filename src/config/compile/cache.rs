@@ -12,8 +12,8 @@ use indexmap::IndexMap;
 use serde_yaml::Value;
 use std::time::Duration;
 
-/// `caches.NAME.memory`: bytes of a zone's in-memory tier for hot small entries. A HIT from the
-/// tier is answered by the front (`src/front.rs`) without Pingora's cache phases.
+/// `caches.NAME.memory`: bytes of a zone's memory tier for small entries that are read again. A
+/// HIT from the tier is answered by the edge (`edge.rs`) without Pingora's cache phases.
 pub const DEFAULT_MEMORY_TIER: u64 = 16 << 20;
 /// `caches.NAME.keys_zone` (NGINX `proxy_cache_path keys_zone=NAME:SIZE`).
 const DEFAULT_KEYS_ZONE: u64 = 10 << 20;

@@ -4,7 +4,7 @@
 //! `intercept_errors`; the server-level values they inherit (`root`, `index`, `symlinks`,
 //! `if_modified_since`, the header lists); and the [`Router`] over them.
 
-use super::{Compiler, Result};
+use super::{inherit, literal_prefix, Compiler, Result, ServerDefaults};
 use crate::compress::CompressConfig;
 use crate::config::model::{
     DocRoot, Handler, ImsMode, Location, StaticConfig, SymlinkPolicy, Upstream, ZoneConfig,
@@ -16,7 +16,6 @@ use crate::router::{Matcher, Router};
 use indexmap::IndexMap;
 use regex::Regex;
 use serde_yaml::Value;
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// `symlinks`: followed only when the target stays inside the root.
@@ -27,19 +26,6 @@ const DEFAULT_IF_MODIFIED_SINCE: ImsMode = ImsMode::Exact;
 const DEFAULT_INDEX: &str = "index.html";
 /// NGINX `proxy_intercept_errors off`.
 const DEFAULT_INTERCEPT_ERRORS: bool = false;
-
-/// Server-level values a location inherits.
-pub(super) struct ServerDefaults<'a> {
-    root: Option<PathBuf>,
-    index: Option<Vec<String>>,
-    pub(super) proxy_set_header: Option<&'a IndexMap<String, Value>>,
-    add_header: Option<&'a IndexMap<String, RawAddHeader>>,
-    set_header: Option<&'a IndexMap<String, Value>>,
-    hide_header: Option<&'a Vec<String>>,
-    intercept_errors: bool,
-    symlinks: SymlinkPolicy,
-    if_modified_since: ImsMode,
-}
 
 impl Compiler {
     /// The server-level `symlinks`, `if_modified_since`, `root`, `index`, header lists and
@@ -423,28 +409,6 @@ impl Compiler {
                 }
             }
         })
-    }
-}
-
-/// NGINX inheritance of a header list: a location with its own list does not inherit the
-/// server's. The list with the YAML path it was written at.
-pub(super) fn inherit<'a, T>(
-    at: &str,
-    key: &str,
-    own: Option<&'a T>,
-    server: Option<&'a T>,
-) -> Option<(&'a T, String)> {
-    own.map(|list| (list, format!("{at}.{key}")))
-        .or_else(|| server.map(|list| (list, key.to_string())))
-}
-
-/// The URI an `exact` or `prefix` location matches, which `alias` and a `proxy_pass` URI
-/// replace; `None` for a regex location.
-pub(super) fn literal_prefix(matcher: &Matcher) -> Option<&str> {
-    match matcher {
-        Matcher::Exact(uri) => Some(uri),
-        Matcher::Prefix { prefix, .. } => Some(prefix),
-        Matcher::Regex { .. } => None,
     }
 }
 

@@ -14,12 +14,14 @@ mod upstreams;
 pub use cache::DEFAULT_MEMORY_TIER;
 
 use super::error::{strip_position, ConfigError};
-use super::model::Config;
-use super::raw::RawConfig;
+use super::model::{Config, ImsMode, SymlinkPolicy};
+use super::raw::{RawAddHeader, RawConfig};
 use super::span::SpanIndex;
 use super::{env, units};
+use crate::router::Matcher;
 use crate::template::Template;
 use http::HeaderName;
+use indexmap::IndexMap;
 use serde::de::DeserializeOwned;
 use serde_yaml::Value;
 use std::fmt;
@@ -221,5 +223,40 @@ fn status_key(key: &Value) -> Option<String> {
         Value::String(s) => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
+    }
+}
+
+/// Server-level values a location inherits.
+pub(super) struct ServerDefaults<'a> {
+    root: Option<PathBuf>,
+    index: Option<Vec<String>>,
+    proxy_set_header: Option<&'a IndexMap<String, Value>>,
+    add_header: Option<&'a IndexMap<String, RawAddHeader>>,
+    set_header: Option<&'a IndexMap<String, Value>>,
+    hide_header: Option<&'a Vec<String>>,
+    intercept_errors: bool,
+    symlinks: SymlinkPolicy,
+    if_modified_since: ImsMode,
+}
+
+/// NGINX inheritance of a header list: a location with its own list does not inherit the
+/// server's. The list with the YAML path it was written at.
+fn inherit<'a, T>(
+    at: &str,
+    key: &str,
+    own: Option<&'a T>,
+    server: Option<&'a T>,
+) -> Option<(&'a T, String)> {
+    own.map(|list| (list, format!("{at}.{key}")))
+        .or_else(|| server.map(|list| (list, key.to_string())))
+}
+
+/// The URI an `exact` or `prefix` location matches, which `alias` and a `proxy_pass` URI
+/// replace; `None` for a regex location.
+fn literal_prefix(matcher: &Matcher) -> Option<&str> {
+    match matcher {
+        Matcher::Exact(uri) => Some(uri),
+        Matcher::Prefix { prefix, .. } => Some(prefix),
+        Matcher::Regex { .. } => None,
     }
 }

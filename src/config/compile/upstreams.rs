@@ -1,8 +1,7 @@
 //! `upstreams:` (address, timeouts, keep-alive) and a location's `proxy_pass`,
 //! `proxy_set_header` and `buffering`. Addresses are resolved once, here.
 
-use super::locations::{inherit, literal_prefix, ServerDefaults};
-use super::{Compiler, Result};
+use super::{inherit, literal_prefix, Compiler, Result, ServerDefaults};
 use crate::config::model::{ProxyConfig, Upstream};
 use crate::config::raw::{RawLocation, RawUpstream};
 use crate::router::Matcher;
