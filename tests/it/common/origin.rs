@@ -19,7 +19,6 @@
 //!   `text/plain`.
 //! * `X-Origin-Content-Type: T`: overrides the default content type in every
 //!   mode.
-#![allow(dead_code)]
 
 use std::convert::Infallible;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -76,12 +75,6 @@ impl Origin {
     /// Current value of `hits`.
     pub fn hit_count(&self) -> usize {
         self.hits.load(Ordering::SeqCst)
-    }
-
-    /// Reset `hits` to zero and clear `requests`.
-    pub fn reset(&self) {
-        self.hits.store(0, Ordering::SeqCst);
-        self.requests.lock().unwrap().clear();
     }
 
     /// Snapshot of the recorded request echoes.
@@ -343,4 +336,23 @@ async fn handle_inner(req: Request<Incoming>, state: &State) -> Result<Response<
         resp.headers_mut().append(name, value);
     }
     Ok(resp)
+}
+
+/// Requests `origin` received for exactly this URI (path + query).
+pub fn hits(origin: &Origin, uri: &str) -> usize {
+    origin.recorded().iter().filter(|e| e["uri"] == uri).count()
+}
+
+/// Requests `origin` received for this URI with this method.
+pub fn hits_m(origin: &Origin, method: &str, uri: &str) -> usize {
+    origin
+        .recorded()
+        .iter()
+        .filter(|e| e["uri"] == uri && e["method"] == method)
+        .count()
+}
+
+/// The value of request header `name` (lowercase) as the origin saw it, from its JSON echo.
+pub fn seen_header(echo: &Value, name: &str) -> Option<String> {
+    echo["headers"][name].as_str().map(str::to_string)
 }

@@ -3,11 +3,9 @@
 //! traversal / symlink containment. Expectations follow NGINX 1.22 (checked with the equivalent
 //! configuration) unless the outrigger schema says otherwise (symlinks: `within_root` default).
 
-mod common;
-
 use std::time::{Duration, SystemTime};
 
-use common::*;
+use crate::common::*;
 
 const SECRET: &[u8] = b"TOPSECRET-outside-the-root";
 

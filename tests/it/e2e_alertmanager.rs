@@ -10,8 +10,6 @@
 //! Needs `prometheus-alertmanager` and `chromium` (Debian packages). Without them the test is
 //! skipped with a message, except under CI (`CI` set), where it fails: `.ci/run` must install them.
 
-mod common;
-
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -19,11 +17,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
-const NINETY_DAYS: u64 = 90 * 24 * 3600;
 const STARTUP: Duration = Duration::from_secs(20);
 const CHROMIUM_TIMEOUT: Duration = Duration::from_secs(40);
 const PACKAGES: &str = "prometheus-alertmanager chromium";
@@ -260,26 +256,10 @@ fn start_alertmanager(bin: &Path, work: &Path) -> (Daemon, u16) {
     )
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
-        }
-    }
-}
-
 /// outrigger on a copy of the shipped `conf/` + `static/`, configured through the environment as
 /// in the pod, started from an unrelated working directory.
 fn start_sidecar(work: &Path, alertmanager_addr: &str) -> (Daemon, u16) {
-    let root = Path::new(MANIFEST_DIR);
-    copy_dir(&root.join("conf"), &work.join("conf"));
-    copy_dir(&root.join("static"), &work.join("static"));
+    copy_shipped(work);
     let cwd = work.join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
     let mut attempt = 0;
@@ -321,22 +301,6 @@ fn describe(what: &str, r: &Response) -> String {
 
 fn rfc3339(t: SystemTime) -> String {
     chrono::DateTime::<chrono::Utc>::from(t).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn assert_expires_in_90_days(r: &Response) {
-    let expires = r
-        .header("expires")
-        .unwrap_or_else(|| panic!("no Expires header: {:?}", r.headers));
-    let t = httpdate::parse_http_date(expires)
-        .unwrap_or_else(|e| panic!("bad Expires {expires:?}: {e}"));
-    let ahead = t
-        .duration_since(SystemTime::now())
-        .unwrap_or_else(|_| panic!("Expires {expires:?} is in the past"))
-        .as_secs();
-    assert!(
-        ahead.abs_diff(NINETY_DAYS) < 120,
-        "Expires {expires:?} is {ahead}s ahead, expected ~{NINETY_DAYS}s"
-    );
 }
 
 /// `GET` through the proxy, expecting 200 and a JSON body.

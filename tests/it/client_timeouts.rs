@@ -5,9 +5,7 @@
 //! - `client_header_timeout`: a request head must arrive whole within that long of its first
 //!   byte, however steadily it trickles in.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};

@@ -1,10 +1,8 @@
 //! Smoke tests of the shared test harness itself (origin + raw client only).
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn echo_get_with_query_and_repeated_header() {

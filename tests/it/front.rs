@@ -2,9 +2,7 @@
 //! everything else is handed to Pingora with the bytes already read and the connection comes
 //! back. Whatever answers, the client must see one coherent HTTP/1 conversation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::{Duration, Instant};
 
 fn config(origin: &str) -> String {
@@ -23,10 +21,6 @@ locations:
     )
 }
 
-fn xc(r: &Response) -> &str {
-    r.header("x-proxy-cache").unwrap_or("")
-}
-
 /// A request that keeps the connection open (`build_request` closes it by default).
 fn keep(method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Vec<u8> {
     let mut h = headers.to_vec();
@@ -43,22 +37,10 @@ fn get_req(path: &str, headers: &[(&str, &str)]) -> Vec<u8> {
 /// Fill `path` in the cache (MISS, then a HIT to be sure the memory tier has it).
 fn warm(port: u16, path: &str) -> Response {
     let first = get(port, path);
-    assert_eq!(xc(&first), "MISS");
+    assert_eq!(cache_status(&first), "MISS");
     let hit = get(port, path);
-    assert_eq!(xc(&hit), "HIT");
+    assert_eq!(cache_status(&hit), "HIT");
     hit
-}
-
-fn wait_lines(path: &std::path::Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n || Instant::now() > deadline {
-            return lines;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 #[test]
@@ -75,7 +57,7 @@ fn pipelined_hits_are_answered_in_order() {
     conn.send(&batch);
     for want in [&a, &b, &a, &b, &a] {
         let r = conn.read_response(false);
-        assert_eq!((r.status, xc(&r)), (200, "HIT"));
+        assert_eq!((r.status, cache_status(&r)), (200, "HIT"));
         assert_eq!(r.body, want.body);
         assert_eq!(r.header("connection"), Some("keep-alive"));
     }
@@ -93,14 +75,14 @@ fn hits_and_misses_share_one_connection() {
     // HIT (front), MISS (Pingora), HIT (front again), a POST with a body (Pingora), HIT
     conn.send(&get_req("/a", &[]));
     let r = conn.read_response(false);
-    assert_eq!((xc(&r), r.body.clone()), ("HIT", a.body.clone()));
+    assert_eq!((cache_status(&r), r.body.clone()), ("HIT", a.body.clone()));
     conn.send(&get_req("/new", &[]));
     let r = conn.read_response(false);
-    assert_eq!((r.status, xc(&r)), (200, "MISS"));
+    assert_eq!((r.status, cache_status(&r)), (200, "MISS"));
     assert_eq!(r.json()["uri"], "/new");
     conn.send(&get_req("/a", &[]));
     let r = conn.read_response(false);
-    assert_eq!((xc(&r), r.body.clone()), ("HIT", a.body.clone()));
+    assert_eq!((cache_status(&r), r.body.clone()), ("HIT", a.body.clone()));
     conn.send(&keep("POST", "/a", &[], b"GET /a HTTP/1.1\r\n\r\n"));
     let r = conn.read_response(false);
     assert_eq!(r.status, 200);
@@ -108,7 +90,7 @@ fn hits_and_misses_share_one_connection() {
     assert_eq!(r.json()["body_len"], 19, "{}", r.text());
     conn.send(&get_req("/new", &[]));
     let r = conn.read_response(false);
-    assert_eq!((r.status, xc(&r)), (200, "HIT"));
+    assert_eq!((r.status, cache_status(&r)), (200, "HIT"));
     assert_eq!(r.json()["uri"], "/new");
     assert!(!conn.is_closed_by_peer(Duration::from_millis(100)));
 }
@@ -123,9 +105,9 @@ fn a_miss_pipelined_behind_a_hit_is_answered() {
     batch.extend(get_req("/other", &[]));
     conn.send(&batch);
     let r = conn.read_response(false);
-    assert_eq!((xc(&r), r.body.clone()), ("HIT", a.body.clone()));
+    assert_eq!((cache_status(&r), r.body.clone()), ("HIT", a.body.clone()));
     let r = conn.read_response(false);
-    assert_eq!((r.status, xc(&r)), (200, "MISS"));
+    assert_eq!((r.status, cache_status(&r)), (200, "MISS"));
     assert_eq!(r.json()["uri"], "/other");
 }
 
@@ -141,7 +123,7 @@ fn a_head_split_across_writes_is_reassembled() {
         std::thread::sleep(Duration::from_millis(5));
     }
     let r = conn.read_response(false);
-    assert_eq!((r.status, xc(&r)), (200, "HIT"));
+    assert_eq!((r.status, cache_status(&r)), (200, "HIT"));
     assert_eq!(r.body, a.body);
 }
 
@@ -155,7 +137,10 @@ fn connection_close_and_http10_are_honoured_on_hits() {
     let mut conn = Connection::connect(p.port);
     conn.send(&get_req("/a", &[("Connection", "close")]));
     let r = conn.read_response(false);
-    assert_eq!((xc(&r), r.header("connection")), ("HIT", Some("close")));
+    assert_eq!(
+        (cache_status(&r), r.header("connection")),
+        ("HIT", Some("close"))
+    );
     assert_eq!(r.body, a.body);
     assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
 
@@ -163,7 +148,10 @@ fn connection_close_and_http10_are_honoured_on_hits() {
     let mut conn = Connection::connect(p.port);
     conn.send(b"GET /a HTTP/1.0\r\n\r\n");
     let r = conn.read_response(false);
-    assert_eq!((xc(&r), r.header("connection")), ("HIT", Some("close")));
+    assert_eq!(
+        (cache_status(&r), r.header("connection")),
+        ("HIT", Some("close"))
+    );
     assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
 
     // HTTP/1.0 asking for keep-alive keeps the connection.
@@ -172,7 +160,7 @@ fn connection_close_and_http10_are_honoured_on_hits() {
         conn.send(b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\n");
         let r = conn.read_response(false);
         assert_eq!(
-            (xc(&r), r.header("connection")),
+            (cache_status(&r), r.header("connection")),
             ("HIT", Some("keep-alive"))
         );
         assert_eq!(r.body, a.body);
@@ -185,17 +173,17 @@ fn head_hit_and_large_hit_are_exact() {
     let p = start_proxy(&config(&origin.addr()));
     // 200 KiB: above the front's single-write copy (16 KiB), within the tier (256 KiB entries)
     let big = [("X-Origin-Body-Size", "200000")];
-    assert_eq!(xc(&get_with(p.port, "/big", &big)), "MISS");
+    assert_eq!(cache_status(&get_with(p.port, "/big", &big)), "MISS");
     let mut conn = Connection::connect(p.port);
     for _ in 0..2 {
         conn.send(&get_req("/big", &[]));
         let r = conn.read_response(false);
-        assert_eq!((r.status, xc(&r)), (200, "HIT"));
+        assert_eq!((r.status, cache_status(&r)), (200, "HIT"));
         assert_eq!(r.body, pattern_body(200_000));
         assert_eq!(r.header("content-length"), Some("200000"));
         conn.send(&keep("HEAD", "/big", &[], b""));
         let r = conn.read_response(true);
-        assert_eq!((r.status, xc(&r)), (200, "HIT"));
+        assert_eq!((r.status, cache_status(&r)), (200, "HIT"));
         assert_eq!(r.header("content-length"), Some("200000"));
     }
     // nothing followed the HEAD answer: the next response parses cleanly
@@ -228,9 +216,9 @@ fn front_hits_are_logged_and_counted() {
     let p = start_proxy(&config(&origin.addr()));
     warm(p.port, "/a");
     let r = get_with(p.port, "/a", &[("X-Tag", "front")]);
-    assert_eq!(xc(&r), "HIT");
+    assert_eq!(cache_status(&r), "HIT");
     let r = head_with(p.port, "/a", &[("X-Tag", "head")]);
-    assert_eq!(xc(&r), "HIT");
+    assert_eq!(cache_status(&r), "HIT");
     let lines = wait_lines(&p.path("access.log"), 4);
     assert_eq!(lines.len(), 4, "{lines:?}");
     let len = r.header("content-length").unwrap_or("?").to_string();
@@ -260,7 +248,10 @@ fn close_wins_over_keep_alive() {
     let mut conn = Connection::connect(p.port);
     conn.send(&get_req("/a", &[("Connection", "close, keep-alive")]));
     let r = conn.read_response(false);
-    assert_eq!((xc(&r), r.header("connection")), ("HIT", Some("close")));
+    assert_eq!(
+        (cache_status(&r), r.header("connection")),
+        ("HIT", Some("close"))
+    );
     assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
     let mut conn = Connection::connect(p.port);
     conn.send(&get_req(
@@ -268,7 +259,10 @@ fn close_wins_over_keep_alive() {
         &[("Connection", "keep-alive"), ("Connection", "close")],
     ));
     let r = conn.read_response(false);
-    assert_eq!((xc(&r), r.header("connection")), ("HIT", Some("close")));
+    assert_eq!(
+        (cache_status(&r), r.header("connection")),
+        ("HIT", Some("close"))
+    );
     assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
 }
 
@@ -283,12 +277,12 @@ fn rules_on_framing_headers_keep_responses_framed() {
     );
     let p = start_proxy(&cfg);
     let first = get(p.port, "/a");
-    assert_eq!((first.status, xc(&first)), (200, "MISS"));
+    assert_eq!((first.status, cache_status(&first)), (200, "MISS"));
     for _ in 0..2 {
         let mut conn = Connection::connect(p.port);
         conn.send(&get_req("/a", &[]));
         let r = conn.read_response(false);
-        assert_eq!((r.status, xc(&r)), (200, "HIT"));
+        assert_eq!((r.status, cache_status(&r)), (200, "HIT"));
         assert_eq!(r.body, first.body);
         // without a length the body ends with the connection (Pingora's session still says
         // `keep-alive` in that case; the body is delimited by the close all the same)
@@ -306,7 +300,7 @@ fn shutdown_closes_idle_keep_alive_connections() {
     warm(p.port, "/a");
     let mut idle = Connection::connect(p.port);
     idle.send(&get_req("/a", &[]));
-    assert_eq!(xc(&idle.read_response(false)), "HIT");
+    assert_eq!(cache_status(&idle.read_response(false)), "HIT");
     let port = p.port;
     let slow = std::thread::spawn(move || {
         get_with(port, "/slow", &[("X-Origin-Sleep-Ms", "2000")]).status
@@ -349,7 +343,7 @@ fn hits_follow_a_reload_on_an_open_connection() {
     loop {
         conn.send(&get_req("/a", &[]));
         let r = conn.read_response(false);
-        assert_eq!((xc(&r), r.body.clone()), ("HIT", a.body.clone()));
+        assert_eq!((cache_status(&r), r.body.clone()), ("HIT", a.body.clone()));
         if r.header("x-marker") == Some("two") {
             break;
         }
@@ -372,7 +366,7 @@ fn without_a_memory_tier_every_request_goes_to_pingora() {
     for (i, want) in ["MISS", "HIT", "HIT"].iter().enumerate() {
         conn.send(&get_req("/d", &[]));
         let r = conn.read_response(false);
-        assert_eq!((r.status, xc(&r)), (200, *want), "request {i}");
+        assert_eq!((r.status, cache_status(&r)), (200, *want), "request {i}");
         assert_eq!(r.header("connection"), Some("keep-alive"));
     }
     // a head split across writes is reassembled by Pingora from the front's bytes
@@ -381,7 +375,7 @@ fn without_a_memory_tier_every_request_goes_to_pingora() {
         conn.send(part);
         std::thread::sleep(Duration::from_millis(5));
     }
-    assert_eq!(xc(&conn.read_response(false)), "HIT");
+    assert_eq!(cache_status(&conn.read_response(false)), "HIT");
     assert_eq!(origin.recorded().len(), 1);
 }
 
@@ -400,8 +394,8 @@ fn conditional_hits_get_304_on_the_connection() {
         ),
     ];
     let fill = get_with(p.port, "/c", &h);
-    assert_eq!(xc(&fill), "MISS");
-    assert_eq!(xc(&get(p.port, "/c")), "HIT");
+    assert_eq!(cache_status(&fill), "MISS");
+    assert_eq!(cache_status(&get(p.port, "/c")), "HIT");
     let mut conn = Connection::connect(p.port);
     let cases: [(&[(&str, &str)], u16); 6] = [
         (&[("If-None-Match", "\"v1\"")], 304),
@@ -427,7 +421,7 @@ fn conditional_hits_get_304_on_the_connection() {
     for (headers, want) in cases {
         conn.send(&get_req("/c", headers));
         let r = conn.read_response(false);
-        assert_eq!((r.status, xc(&r)), (want, "HIT"), "{headers:?}");
+        assert_eq!((r.status, cache_status(&r)), (want, "HIT"), "{headers:?}");
         if want == 304 {
             assert!(r.body.is_empty());
             assert_eq!(r.header("etag"), Some("\"v1\""));

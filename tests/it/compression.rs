@@ -8,12 +8,10 @@
 //! Every compressed body is decoded here and compared byte for byte with what the origin or
 //! the file holds.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 // ---------------------------------------------------------------------------
 // Helpers
@@ -39,30 +37,10 @@ const GZIP: &str = "gzip:\n  \
 /// gzip plus brotli and zstd.
 const ALL_CODECS: &str = "brotli: {enabled: on, level: 4}\nzstd: {enabled: on, level: 3}\n";
 
-/// Server-level preamble: listener, quiet logs, and upstream `app` at `127.0.0.1:<origin>`.
-fn preamble(origin: u16) -> String {
-    format!(
-        "listen: [\"127.0.0.1:{{PORT}}\"]\n\
-         error_log: {{level: error, target: stderr}}\n\
-         access_log: off\n\
-         upstreams:\n  \
-           app: {{address: \"127.0.0.1:{origin}\", connect_timeout: 1s, read_timeout: 5s, send_timeout: 1s}}\n"
-    )
-}
-
-/// A proxy with `server` at server level and one location `prefix: /` -> `app` with `loc`
-/// appended (its lines indented by 4 spaces).
-fn proxy_with(origin: u16, server: &str, loc: &str) -> Proxy {
-    start_proxy(&format!(
-        "{}{server}locations:\n  - prefix: /\n    proxy_pass: http://app\n{loc}",
-        preamble(origin)
-    ))
-}
-
 /// Origin plus a proxy compressing with [`GZIP`] (and `extra` server-level keys).
 fn setup(extra: &str) -> (Origin, Proxy) {
     let origin = start_origin();
-    let proxy = proxy_with(origin.port, &format!("{GZIP}{extra}"), "");
+    let proxy = simple_proxy(origin.port, &format!("{GZIP}{extra}"), "");
     (origin, proxy)
 }
 
@@ -122,23 +100,6 @@ fn brotli_bytes(data: &[u8]) -> Vec<u8> {
     out
 }
 
-fn assert_same_bytes(got: &[u8], want: &[u8], what: &str) {
-    if got == want {
-        return;
-    }
-    let first_diff = got
-        .iter()
-        .zip(want)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got.len().min(want.len()));
-    panic!(
-        "{what}: got {} bytes, want {} bytes; first difference at byte {first_diff}; got starts {:?}",
-        got.len(),
-        want.len(),
-        String::from_utf8_lossy(&got[..got.len().min(80)])
-    );
-}
-
 /// Whether some `Vary` header of `r` lists `Accept-Encoding`.
 fn varies_on_ae(r: &Response) -> bool {
     r.headers_all("vary")
@@ -184,16 +145,6 @@ fn assert_identity(r: &Response, want: &[u8], what: &str) {
         assert_eq!(cl, want.len().to_string(), "{what}: Content-Length");
     }
     assert_same_bytes(&r.body, want, &format!("{what}: body"));
-}
-
-/// The value of request header `name` (lowercase) as the origin saw it.
-fn seen_header(echo: &serde_json::Value, name: &str) -> Option<String> {
-    echo["headers"][name].as_str().map(str::to_string)
-}
-
-fn no_panic_in_logs(proxy: &Proxy) {
-    let logs = proxy.logs();
-    assert!(!logs.contains("panicked"), "outrigger panicked:\n{logs}");
 }
 
 // ---------------------------------------------------------------------------
@@ -336,7 +287,7 @@ fn body_below_min_length_is_not_compressed() {
 #[test]
 fn default_min_length_is_20_bytes() {
     let origin = start_origin();
-    let proxy = proxy_with(
+    let proxy = simple_proxy(
         origin.port,
         "gzip: {enabled: on, types: [text/plain]}\n",
         "",
@@ -402,7 +353,7 @@ fn unlisted_type_is_not_compressed_but_text_html_always_is() {
 #[test]
 fn wildcard_types_compress_anything() {
     let origin = start_origin();
-    let proxy = proxy_with(
+    let proxy = simple_proxy(
         origin.port,
         "gzip: {enabled: on, min_length: 1k, types: [\"*\"]}\n",
         "",
@@ -549,7 +500,7 @@ fn disabled_user_agents_get_identity() {
 #[test]
 fn proxied_off_skips_requests_with_via() {
     let origin = start_origin();
-    let proxy = proxy_with(
+    let proxy = simple_proxy(
         origin.port,
         "gzip: {enabled: on, min_length: 1k, types: [text/plain], proxied: off}\n",
         "",
@@ -649,7 +600,7 @@ fn vary_on_is_sent_on_uncompressed_compressible_responses() {
 #[test]
 fn vary_off_adds_no_vary() {
     let origin = start_origin();
-    let proxy = proxy_with(
+    let proxy = simple_proxy(
         origin.port,
         "gzip: {enabled: on, min_length: 1k, types: [text/plain], vary: off}\n",
         "",
@@ -709,7 +660,7 @@ fn cached_proxy(origin: u16, vary: bool) -> Proxy {
 /// Like [`cached_proxy`] with `cache_extra` appended to the `cache:` mapping (indented by 6).
 fn cached_proxy_opts(origin: u16, vary: bool, cache_extra: &str) -> Proxy {
     let vary = if vary { "on" } else { "off" };
-    proxy_with(
+    simple_proxy(
         origin,
         &format!(
             "gzip: {{enabled: on, min_length: 1k, level: 2, types: [text/plain], vary: {vary}}}\n\
@@ -721,10 +672,6 @@ fn cached_proxy_opts(origin: u16, vary: bool, cache_extra: &str) -> Proxy {
              cache:\n      zone: z\n      valid: {{\"200\": 10m}}\n{cache_extra}"
         ),
     )
-}
-
-fn cache_status(r: &Response) -> &str {
-    r.header("x-proxy-cache").unwrap_or("<none>")
 }
 
 /// The sequence of the brief: gzip MISS/HIT, identity MISS/HIT, zstd MISS/HIT, gzip HIT.
@@ -1016,10 +963,7 @@ fn script_js() -> Vec<u8> {
 
 fn static_config(server_extra: &str) -> String {
     format!(
-        "listen: [\"127.0.0.1:{{PORT}}\"]\n\
-         error_log: {{level: error, target: stderr}}\n\
-         access_log: off\n\
-         {GZIP}{server_extra}\
+        "{QUIET}{GZIP}{server_extra}\
          types: {{js: application/javascript}}\n\
          locations:\n  \
            - exact: /script.js\n    \
@@ -1276,7 +1220,7 @@ fn static_siblings_ignored_without_precompressed() {
 #[test]
 fn streamed_response_is_compressed_chunk_by_chunk() {
     let origin = start_origin();
-    let proxy = proxy_with(
+    let proxy = simple_proxy(
         origin.port,
         &format!("{GZIP}{ALL_CODECS}"),
         "    buffering: off\n",
@@ -1520,10 +1464,7 @@ fn gzip_off_in_a_static_location() {
     let js = script_js();
     let proxy = start_proxy_with(
         &format!(
-            "listen: [\"127.0.0.1:{{PORT}}\"]\n\
-             error_log: {{level: error, target: stderr}}\n\
-             access_log: off\n\
-             {GZIP}\
+            "{QUIET}{GZIP}\
              locations:\n  \
                - exact: /script.js\n    root: \"{{DIR}}/www\"\n    gzip: off\n  \
                - prefix: /\n    root: \"{{DIR}}/www\"\n"

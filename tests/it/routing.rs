@@ -2,9 +2,7 @@
 //! `proxy_pass` URI rewrite table. Every expectation below was checked against NGINX 1.22 with
 //! the equivalent `server { location ... }` configuration.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// The static locations of the precedence config: (name, matcher YAML). Each location has its own
 /// root `{DIR}/roots/<name>`, and every root holds every test path with the location's name as

@@ -3,44 +3,20 @@
 //! rules, proxy-produced errors and error pages, streaming, keep-alive and
 //! upstream connection reuse, robustness against malformed requests.
 
-mod common;
-
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use common::*;
+use crate::common::*;
 
 /// Contents of the configured `/50x.html` error page.
 const PAGE_50X: &[u8] = b"<html><body>custom 50x page</body></html>\n";
 
-/// Server-level preamble: listener, quiet logs, and upstream `app` at
-/// `127.0.0.1:<origin>` with short timeouts.
-fn preamble(origin: u16) -> String {
-    format!(
-        "listen: [\"127.0.0.1:{{PORT}}\"]\n\
-         error_log: {{level: error, target: stderr}}\n\
-         access_log: off\n\
-         upstreams:\n  \
-           app: {{address: \"127.0.0.1:{origin}\", connect_timeout: 1s, read_timeout: 5s, send_timeout: 1s}}\n"
-    )
-}
-
 /// Preamble plus `rest` (further server-level keys and `locations:`).
 fn config(origin: u16, rest: &str) -> String {
     format!("{}{rest}", preamble(origin))
-}
-
-/// A proxy whose only location is `prefix: /` -> `app`, with `loc` appended
-/// to that location (its lines must be indented by 4 spaces) and `server` at
-/// server level.
-fn simple_proxy(origin: u16, server: &str, loc: &str) -> Proxy {
-    start_proxy(&config(
-        origin,
-        &format!("{server}locations:\n  - prefix: /\n    proxy_pass: http://app\n{loc}"),
-    ))
 }
 
 /// A printable, non-repeating-looking body of `n` bytes.
@@ -52,32 +28,6 @@ fn test_body(n: usize) -> Vec<u8> {
             b' ' + ((x >> 16) % 95) as u8
         })
         .collect()
-}
-
-fn assert_same_bytes(got: &[u8], want: &[u8], what: &str) {
-    if got == want {
-        return;
-    }
-    let first_diff = got
-        .iter()
-        .zip(want)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got.len().min(want.len()));
-    panic!(
-        "{what}: got {} bytes, want {} bytes; first difference at byte {first_diff}",
-        got.len(),
-        want.len()
-    );
-}
-
-/// The value of request header `name` (lowercase) as the origin saw it.
-fn seen_header(echo: &serde_json::Value, name: &str) -> Option<String> {
-    echo["headers"][name].as_str().map(str::to_string)
-}
-
-fn no_panic_in_logs(proxy: &Proxy) {
-    let logs = proxy.logs();
-    assert!(!logs.contains("panicked"), "outrigger panicked:\n{logs}");
 }
 
 // ---------------------------------------------------------------------------
@@ -359,10 +309,7 @@ fn default_host_is_the_upstream_address() {
 
     // Inline `host:port` in proxy_pass (NGINX: Host is that host:port).
     let inline = start_proxy(&format!(
-        "listen: [\"127.0.0.1:{{PORT}}\"]\n\
-         error_log: {{level: error, target: stderr}}\n\
-         access_log: off\n\
-         locations:\n  - prefix: /\n    proxy_pass: http://127.0.0.1:{}\n",
+        "{QUIET}locations:\n  - prefix: /\n    proxy_pass: http://127.0.0.1:{}\n",
         origin.port
     ));
     let r = get_with(inline.port, "/h", &[("Host", "example.com:8080")]);
@@ -636,16 +583,12 @@ fn hide_header_removes_origin_header() {
 fn error_page_proxy(origin: u16, read_timeout: &str) -> Proxy {
     start_proxy_with(
         &format!(
-            "listen: [\"127.0.0.1:{{PORT}}\"]\n\
-             error_log: {{level: error, target: stderr}}\n\
-             access_log: off\n\
-             upstreams:\n  \
-               app: {{address: \"127.0.0.1:{origin}\", connect_timeout: 1s, read_timeout: {read_timeout}, send_timeout: 1s}}\n\
-             error_pages: {{\"500 502 503 504\": /50x.html}}\n\
+            "{}error_pages: {{\"500 502 503 504\": /50x.html}}\n\
              locations:\n  \
                - exact: /50x.html\n    root: {{DIR}}/html\n  \
                - prefix: /ic/\n    proxy_pass: http://app\n    intercept_errors: on\n  \
-               - prefix: /\n    proxy_pass: http://app\n"
+               - prefix: /\n    proxy_pass: http://app\n",
+            preamble_read_timeout(origin, read_timeout)
         ),
         &[("html/50x.html", PAGE_50X)],
     )
@@ -690,13 +633,8 @@ fn upstream_down_gives_502_with_configured_error_page() {
 fn read_timeout_gives_504_with_builtin_page() {
     let origin = start_origin();
     let proxy = start_proxy(&format!(
-        "listen: [\"127.0.0.1:{{PORT}}\"]\n\
-         error_log: {{level: error, target: stderr}}\n\
-         access_log: off\n\
-         upstreams:\n  \
-           app: {{address: \"127.0.0.1:{}\", connect_timeout: 1s, read_timeout: 1s, send_timeout: 1s}}\n\
-         locations:\n  - prefix: /\n    proxy_pass: http://app\n",
-        origin.port
+        "{}locations:\n  - prefix: /\n    proxy_pass: http://app\n",
+        preamble_read_timeout(origin.port, "1s")
     ));
     let t = Instant::now();
     let r = get_with(proxy.port, "/slow", &[("X-Origin-Sleep-Ms", "3000")]);

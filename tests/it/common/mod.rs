@@ -1,23 +1,35 @@
-//! Shared integration-test harness for `outrigger`.
+//! Shared integration-test harness for `outrigger`, compiled once for the whole suite.
 //!
 //! * [`origin`]: a controllable tokio + hyper 1 test origin running on its own
-//!   background thread (`start_origin`, `start_origin_on`).
+//!   background thread (`start_origin`, `start_origin_on`), and what it saw (`hits`, `hits_m`,
+//!   `seen_header`).
 //! * [`client`]: a raw, byte-exact HTTP/1.1 client over `std::net::TcpStream`
 //!   (`request`, `get`, `get_with`, `send`, `open_stream`, `keepalive_pair`).
 //! * [`proxy`]: spawn/stop the `outrigger` binary under test (`start_proxy`,
-//!   `start_proxy_with`, `run_outrigger`, ...).
+//!   `start_proxy_with`, `start_proxy_opts`, `Proxy::spawn`, `run_outrigger`, ...).
+//! * [`yaml`]: the one builder of the configs most proxy tests share (`QUIET`, `preamble`,
+//!   `proxy_all_yaml`, `simple_proxy`).
+//! * [`check`]: assertions and polling shared by several test modules (`assert_same_bytes`,
+//!   `cache_status`, `no_panic_in_logs`, `wait_until`, `eventually`, `wait_lines`,
+//!   `assert_expires_in_90_days`).
+//! * [`files`]: files and directories (`write_file`, `replace_keeping_mtime`, `copy_dir`,
+//!   `copy_shipped`, `entry_files`).
 //!
-//! Each test binary uses only a subset of this, hence the blanket allows.
-#![allow(dead_code)]
-#![allow(unused_imports)]
+//! Every helper is written here once; the test modules use it from here.
 
+pub mod check;
 pub mod client;
+pub mod files;
 pub mod origin;
 pub mod proxy;
+pub mod yaml;
 
+pub use check::*;
 pub use client::*;
+pub use files::*;
 pub use origin::*;
 pub use proxy::*;
+pub use yaml::*;
 
 use std::net::TcpListener;
 
@@ -40,18 +52,4 @@ pub fn free_port() -> u16 {
             return port;
         }
     }
-}
-
-/// Replace `path` by a new file (another inode) holding `bytes`, with the old file's mtime: a
-/// change that neither size nor mtime reveals. `tmp` is a free path on the same filesystem.
-pub fn replace_keeping_mtime(path: &std::path::Path, tmp: &std::path::Path, bytes: &[u8]) {
-    let mtime = std::fs::metadata(path).unwrap().modified().unwrap();
-    std::fs::write(tmp, bytes).unwrap();
-    std::fs::File::options()
-        .write(true)
-        .open(tmp)
-        .unwrap()
-        .set_modified(mtime)
-        .unwrap();
-    std::fs::rename(tmp, path).unwrap();
 }

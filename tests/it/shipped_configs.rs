@@ -2,40 +2,17 @@
 //! sidecar) and `conf/static-api.yaml` (static site + API), each run from a copy of `conf/` and
 //! `static/` in a temp dir, with the addresses set through the environment as in Kubernetes.
 
-mod common;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
-use std::fs::File;
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant, SystemTime};
+use crate::common::*;
 
-use common::*;
-
-const MANIFEST_DIR: &str = env!("CARGO_MANIFEST_DIR");
-const NINETY_DAYS: u64 = 90 * 24 * 3600;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("mkdir {}: {e}", to.display()));
-    for entry in std::fs::read_dir(from).unwrap_or_else(|e| panic!("{}: {e}", from.display())) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target)
-                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
-        }
-    }
-}
-
-/// The shipped `conf/` + `static/` copied into a temp dir, and an outrigger running one of the
-/// configs from there, started from an unrelated working directory.
+/// The shipped `conf/` + `static/` copied into a temp dir (the proxy's), and an outrigger
+/// running one of the configs from there, started from an unrelated working directory.
 struct Shipped {
-    tmp: tempfile::TempDir,
+    proxy: Proxy,
     _cwd: tempfile::TempDir,
-    child: Child,
-    port: u16,
 }
 
 impl Shipped {
@@ -44,107 +21,41 @@ impl Shipped {
             .prefix("outrigger-shipped-")
             .tempdir()
             .expect("temp dir");
-        let root = Path::new(MANIFEST_DIR);
-        copy_dir(&root.join("conf"), &tmp.path().join("conf"));
-        copy_dir(&root.join("static"), &tmp.path().join("static"));
+        copy_shipped(tmp.path());
         let cwd = tempfile::tempdir().expect("temp dir");
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let config_path = tmp.path().join("conf").join(config);
-        let stdout = File::create(tmp.path().join("stdout.log")).unwrap();
-        let stderr = File::create(tmp.path().join("stderr.log")).unwrap();
-        let child = Command::new(OUTRIGGER_BIN)
-            .arg("-c")
+        let mut cmd = Command::new(OUTRIGGER_BIN);
+        cmd.arg("-c")
             .arg(&config_path)
             .env("OUTRIGGER_LISTEN", &listen)
             .env("OUTRIGGER_CACHE_DIR", tmp.path().join("cache"))
             .env_remove("OUTRIGGER_PID_FILE")
             .envs(env.iter().copied())
-            .current_dir(cwd.path())
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn outrigger");
-        let mut s = Shipped {
-            tmp,
-            _cwd: cwd,
-            child,
-            port,
-        };
-        s.wait_ready();
-        s
+            .current_dir(cwd.path());
+        let mut proxy = Proxy::spawn(&mut cmd, tmp, config_path, port, 0);
+        proxy.wait_ready(STARTUP_TIMEOUT);
+        Shipped { proxy, _cwd: cwd }
     }
 
     fn static_file(&self, rel: &str) -> Vec<u8> {
-        let p: PathBuf = self.tmp.path().join("static").join(rel);
+        let p = self.proxy.path("static").join(rel);
         std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
-    }
-
-    fn logs(&self) -> String {
-        let read = |n: &str| {
-            std::fs::read(self.tmp.path().join(n))
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
-        format!(
-            "--- stdout ---\n{}\n--- stderr ---\n{}",
-            read("stdout.log"),
-            read("stderr.log")
-        )
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                panic!("outrigger exited during startup ({st})\n{}", self.logs());
-            }
-            if TcpStream::connect_timeout(
-                &([127, 0, 0, 1], self.port).into(),
-                Duration::from_millis(200),
-            )
-            .is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "outrigger did not listen on 127.0.0.1:{}\n{}",
-                self.port,
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
     }
 }
 
-impl Drop for Shipped {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Shipped {
+    type Target = Proxy;
+
+    fn deref(&self) -> &Proxy {
+        &self.proxy
     }
 }
 
 /// An address nothing listens on.
 fn dead_addr() -> String {
     format!("127.0.0.1:{}", free_port())
-}
-
-fn assert_expires_in_90_days(r: &Response) {
-    let expires = r
-        .header("expires")
-        .unwrap_or_else(|| panic!("no Expires header: {:?}", r.headers));
-    let t = httpdate::parse_http_date(expires)
-        .unwrap_or_else(|e| panic!("bad Expires {expires:?}: {e}"));
-    let ahead = t
-        .duration_since(SystemTime::now())
-        .unwrap_or_else(|_| panic!("Expires {expires:?} is in the past"))
-        .as_secs();
-    assert!(
-        ahead.abs_diff(NINETY_DAYS) < 120,
-        "Expires {expires:?} is {ahead}s ahead, expected ~{NINETY_DAYS}s"
-    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -2,9 +2,7 @@
 //! cache machinery. Everything the disk path guarantees must hold when the answer comes from
 //! memory: same bytes and headers, variants, freshness, purge and invalidation.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::time::Duration;
 
 fn config(origin: &str, extra_loc: &str) -> String {
@@ -23,14 +21,6 @@ locations:
     )
 }
 
-fn xc(r: &Response) -> &str {
-    r.header("x-proxy-cache").unwrap_or("")
-}
-
-fn hits(origin: &Origin, uri: &str) -> usize {
-    origin.recorded().iter().filter(|r| r["uri"] == uri).count()
-}
-
 #[test]
 fn memory_hit_matches_the_fill() {
     let origin = start_origin();
@@ -40,11 +30,11 @@ fn memory_hit_matches_the_fill() {
         ("X-Origin-Body-Size", "5000"),
     ];
     let first = get_with(p.port, "/a", &h);
-    assert_eq!(xc(&first), "MISS");
+    assert_eq!(cache_status(&first), "MISS");
     for _ in 0..3 {
         let r = get_with(p.port, "/a", &h);
         assert_eq!(r.status, 200);
-        assert_eq!(xc(&r), "HIT");
+        assert_eq!(cache_status(&r), "HIT");
         assert_eq!(r.body, first.body);
         assert_eq!(r.header("x-app"), Some("1"));
         assert_eq!(r.header("x-loc"), Some("one"));
@@ -53,15 +43,15 @@ fn memory_hit_matches_the_fill() {
     assert_eq!(hits(&origin, "/a"), 1);
     // HEAD from the same entry: headers, no body
     let r = head_with(p.port, "/a", &[]);
-    assert_eq!((r.status, xc(&r), r.body.len()), (200, "HIT", 0));
+    assert_eq!((r.status, cache_status(&r), r.body.len()), (200, "HIT", 0));
     // a conditional request goes through the full cache path and still works
     let etag_probe = get_with(p.port, "/e", &[("X-Origin-Header", "ETag: \"v1\"")]);
-    assert_eq!(xc(&etag_probe), "MISS");
+    assert_eq!(cache_status(&etag_probe), "MISS");
     let r = get_with(p.port, "/e", &[("If-None-Match", "\"v1\"")]);
-    assert_eq!((r.status, xc(&r)), (304, "HIT"));
+    assert_eq!((r.status, cache_status(&r)), (304, "HIT"));
     // and a range request too
     let r = get_with(p.port, "/a", &[("Range", "bytes=0-9")]);
-    assert_eq!((r.status, xc(&r)), (206, "HIT"));
+    assert_eq!((r.status, cache_status(&r)), (206, "HIT"));
     assert_eq!(r.body, first.body[..10].to_vec());
     assert_eq!(hits(&origin, "/a"), 1);
 }
@@ -76,11 +66,11 @@ fn memory_tier_keeps_a_body_written_in_parts() {
     let h = [("X-Origin-Body-Size", "100000")];
     let want = pattern_body(100_000);
     let first = get_with(p.port, "/big", &h);
-    assert_eq!((first.status, xc(&first)), (200, "MISS"));
+    assert_eq!((first.status, cache_status(&first)), (200, "MISS"));
     assert_eq!(first.body, want);
     for _ in 0..2 {
         let r = get_with(p.port, "/big", &h);
-        assert_eq!((r.status, xc(&r)), (200, "HIT"));
+        assert_eq!((r.status, cache_status(&r)), (200, "HIT"));
         assert!(r.body == want, "memory HIT: {} bytes", r.body.len());
     }
     for (range, from) in [
@@ -89,7 +79,7 @@ fn memory_tier_keeps_a_body_written_in_parts() {
         ("bytes=-100", 99_900),
     ] {
         let r = get_with(p.port, "/big", &[("Range", range)]);
-        assert_eq!((r.status, xc(&r)), (206, "HIT"), "{range}");
+        assert_eq!((r.status, cache_status(&r)), (206, "HIT"), "{range}");
         assert_eq!(r.body, want[from..from + 100].to_vec(), "{range}");
     }
     assert_eq!(hits(&origin, "/big"), 1);
@@ -107,12 +97,12 @@ fn memory_respects_encoding_variants() {
     };
     let g1 = get_with(p.port, "/v", &gz("gzip"));
     assert_eq!(
-        (xc(&g1), g1.header("content-encoding")),
+        (cache_status(&g1), g1.header("content-encoding")),
         ("MISS", Some("gzip"))
     );
     let g2 = get_with(p.port, "/v", &gz("gzip, deflate"));
     assert_eq!(
-        (xc(&g2), g2.header("content-encoding")),
+        (cache_status(&g2), g2.header("content-encoding")),
         ("HIT", Some("gzip"))
     );
     assert_eq!(g2.body, g1.body);
@@ -126,7 +116,7 @@ fn memory_respects_encoding_variants() {
     assert_eq!(plain.body, pattern_body(4000));
     let plain2 = get_with(p.port, "/v", &body);
     assert_eq!(
-        (xc(&plain2), plain2.header("content-encoding")),
+        (cache_status(&plain2), plain2.header("content-encoding")),
         ("HIT", None)
     );
     assert_eq!(plain2.body, pattern_body(4000));
@@ -134,12 +124,12 @@ fn memory_respects_encoding_variants() {
     assert_eq!(z.header("content-encoding"), Some("zstd"));
     let z2 = get_with(p.port, "/v", &gz("zstd"));
     assert_eq!(
-        (xc(&z2), z2.header("content-encoding")),
+        (cache_status(&z2), z2.header("content-encoding")),
         ("HIT", Some("zstd"))
     );
     let g3 = get_with(p.port, "/v", &gz("gzip"));
     assert_eq!(
-        (xc(&g3), g3.header("content-encoding")),
+        (cache_status(&g3), g3.header("content-encoding")),
         ("HIT", Some("gzip"))
     );
     assert_eq!(hits(&origin, "/v"), 3);
@@ -163,12 +153,12 @@ fn purge_and_post_drop_every_encoding_variant() {
     for round in 0..2 {
         for ae in encodings {
             assert_eq!(
-                xc(&get_with(p.port, "/pv", &with(ae))),
+                cache_status(&get_with(p.port, "/pv", &with(ae))),
                 "MISS",
                 "{ae:?} round {round}"
             );
             assert_eq!(
-                xc(&get_with(p.port, "/pv", &with(ae))),
+                cache_status(&get_with(p.port, "/pv", &with(ae))),
                 "HIT",
                 "{ae:?} round {round}"
             );
@@ -181,7 +171,7 @@ fn purge_and_post_drop_every_encoding_variant() {
         assert_eq!(r.status, 200);
         for ae in encodings {
             assert_eq!(
-                xc(&get_with(p.port, "/pv", &with(ae))),
+                cache_status(&get_with(p.port, "/pv", &with(ae))),
                 "MISS",
                 "{ae:?} after round {round}"
             );
@@ -210,11 +200,11 @@ fn memory_respects_vary() {
     };
     let en = req("en");
     let fr = req("fr");
-    assert_eq!((xc(&en), xc(&fr)), ("MISS", "MISS"));
+    assert_eq!((cache_status(&en), cache_status(&fr)), ("MISS", "MISS"));
     for _ in 0..2 {
         let en2 = req("en");
         let fr2 = req("fr");
-        assert_eq!((xc(&en2), xc(&fr2)), ("HIT", "HIT"));
+        assert_eq!((cache_status(&en2), cache_status(&fr2)), ("HIT", "HIT"));
         assert_eq!(en2.json()["headers"]["accept-language"], "en");
         assert_eq!(fr2.json()["headers"]["accept-language"], "fr");
     }
@@ -226,21 +216,25 @@ fn memory_copy_expires_and_is_purged() {
     let p = start_proxy(&config(&origin.addr(), ""));
     // origin freshness of 1 s
     let h = [("X-Origin-Header", "Cache-Control: max-age=1")];
-    assert_eq!(xc(&get_with(p.port, "/x", &h)), "MISS");
-    assert_eq!(xc(&get_with(p.port, "/x", &h)), "HIT");
+    assert_eq!(cache_status(&get_with(p.port, "/x", &h)), "MISS");
+    assert_eq!(cache_status(&get_with(p.port, "/x", &h)), "HIT");
     std::thread::sleep(Duration::from_millis(2100));
     let r = get_with(p.port, "/x", &h);
-    assert_ne!(xc(&r), "HIT", "a stale memory copy was served as a HIT");
+    assert_ne!(
+        cache_status(&r),
+        "HIT",
+        "a stale memory copy was served as a HIT"
+    );
     assert_eq!(hits(&origin, "/x"), 2);
     // PURGE drops the memory copy too
     assert_eq!(get(p.port, "/y").status, 200);
-    assert_eq!(xc(&get(p.port, "/y")), "HIT");
+    assert_eq!(cache_status(&get(p.port, "/y")), "HIT");
     assert_eq!(send(p.port, "PURGE", "/y", &[], b"").status, 200);
-    assert_eq!(xc(&get(p.port, "/y")), "MISS");
+    assert_eq!(cache_status(&get(p.port, "/y")), "MISS");
     // a POST invalidates it as well
-    assert_eq!(xc(&get(p.port, "/y")), "HIT");
+    assert_eq!(cache_status(&get(p.port, "/y")), "HIT");
     assert_eq!(send(p.port, "POST", "/y", &[], b"{}").status, 200);
-    assert_eq!(xc(&get(p.port, "/y")), "MISS");
+    assert_eq!(cache_status(&get(p.port, "/y")), "MISS");
     // a bypass skips the memory tier
     let r = get_with(p.port, "/y", &[("Cache-Control", "no-cache")]);
     assert_eq!(r.status, 200);
@@ -252,13 +246,13 @@ fn restart_warms_memory_from_disk() {
     let dir = tempfile::tempdir().expect("tmp");
     let cfg = config(&origin.addr(), "").replace("{DIR}", &dir.path().display().to_string());
     let mut p = start_proxy(&cfg);
-    assert_eq!(xc(&get(p.port, "/w")), "MISS");
+    assert_eq!(cache_status(&get(p.port, "/w")), "MISS");
     p.kill();
     let p2 = start_proxy(&cfg);
     let r = get(p2.port, "/w");
-    assert_eq!((r.status, xc(&r)), (200, "HIT"));
+    assert_eq!((r.status, cache_status(&r)), (200, "HIT"));
     let r = get(p2.port, "/w");
-    assert_eq!((r.status, xc(&r)), (200, "HIT"));
+    assert_eq!((r.status, cache_status(&r)), (200, "HIT"));
     assert_eq!(r.json()["uri"], "/w");
     assert_eq!(hits(&origin, "/w"), 1);
 }
@@ -270,10 +264,10 @@ fn min_uses_defers_storing() {
     let p = start_proxy(&config(&origin.addr(), ", min_uses: 3"));
     for i in 1..=3 {
         let r = get(p.port, "/popular");
-        assert_eq!((r.status, xc(&r)), (200, "MISS"), "request {i}");
+        assert_eq!((r.status, cache_status(&r)), (200, "MISS"), "request {i}");
     }
     let r = get(p.port, "/popular");
-    assert_eq!(xc(&r), "HIT");
+    assert_eq!(cache_status(&r), "HIT");
     assert_eq!(hits(&origin, "/popular"), 3);
 }
 
@@ -298,11 +292,11 @@ fn header_names_keep_their_case() {
             .collect()
     };
     let fill = get_with(p.port, "/case", &h);
-    assert_eq!(xc(&fill), "MISS");
+    assert_eq!(cache_status(&fill), "MISS");
     // the first HIT reads the disk entry (and puts it in memory), the next comes from memory
     let _ = get_with(p.port, "/case", &h);
     let hit = get_with(p.port, "/case", &h);
-    assert_eq!(xc(&hit), "HIT");
+    assert_eq!(cache_status(&hit), "HIT");
     // a HIT adds `Age` (see `hits_carry_age_from_disk_and_memory`)
     let (mut a, mut b) = (names(&fill), names(&hit));
     b.retain(|n| n != "Age");
@@ -330,22 +324,30 @@ fn an_entry_enters_memory_on_its_first_hit() {
     let origin = start_origin();
     let p = start_proxy(&config(&origin.addr(), ""));
     let h = [("X-Origin-Body-Size", "3000")];
-    assert_eq!(xc(&get_with(p.port, "/once", &h)), "MISS");
+    assert_eq!(cache_status(&get_with(p.port, "/once", &h)), "MISS");
     let files = entry_files(&p.path("cache"));
     assert_eq!(files.len(), 1, "{files:?}");
     std::fs::remove_file(&files[0].0).unwrap();
     let r = get_with(p.port, "/once", &h);
-    assert_eq!(xc(&r), "MISS", "the fill alone put nothing in memory");
+    assert_eq!(
+        cache_status(&r),
+        "MISS",
+        "the fill alone put nothing in memory"
+    );
     assert_eq!(hits(&origin, "/once"), 2);
 
     let r = get_with(p.port, "/once", &h);
-    assert_eq!((r.status, xc(&r)), (200, "HIT"), "first HIT, from disk");
+    assert_eq!(
+        (r.status, cache_status(&r)),
+        (200, "HIT"),
+        "first HIT, from disk"
+    );
     for (f, _) in entry_files(&p.path("cache")) {
         std::fs::remove_file(f).unwrap();
     }
     let r = get_with(p.port, "/once", &h);
     assert_eq!(
-        (r.status, xc(&r)),
+        (r.status, cache_status(&r)),
         (200, "HIT"),
         "from memory, the file gone"
     );
@@ -360,11 +362,11 @@ fn hits_carry_age_from_disk_and_memory() {
     let origin = start_origin();
     let p = start_proxy(&config(&origin.addr(), ""));
     let fill = get(p.port, "/age");
-    assert_eq!((xc(&fill), fill.header("age")), ("MISS", None));
+    assert_eq!((cache_status(&fill), fill.header("age")), ("MISS", None));
     std::thread::sleep(Duration::from_millis(1100));
     for from in ["disk", "memory", "memory"] {
         let r = get(p.port, "/age");
-        assert_eq!(xc(&r), "HIT", "{from}");
+        assert_eq!(cache_status(&r), "HIT", "{from}");
         let age: u64 = r
             .header("age")
             .unwrap_or_else(|| panic!("no Age from {from}"))

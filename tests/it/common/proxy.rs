@@ -1,13 +1,12 @@
 //! Spawning and controlling the `outrigger` binary under test.
-#![allow(dead_code)]
 
 use std::fs::File;
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use super::free_port;
+use super::{free_port, write_file};
 
 /// Path of the `outrigger` binary built by cargo for integration tests.
 pub const OUTRIGGER_BIN: &str = env!("CARGO_BIN_EXE_outrigger");
@@ -22,11 +21,11 @@ pub struct Proxy {
     pub port: u16,
     /// A second free port substituted for `{PORT2}` (0 if unused).
     pub port2: u16,
-    /// Temp dir holding the config, logs and any extra files.
+    /// Temp dir holding the logs and, from `start_proxy*`, the config and any extra files.
     pub dir: tempfile::TempDir,
-    /// `<dir>/outrigger.yaml`.
+    /// What `-c` is given: `<dir>/outrigger.yaml` from `start_proxy*`.
     pub config_path: PathBuf,
-    /// The config text as written (after substitution).
+    /// The config text as written (after substitution) or, for [`Proxy::spawn`], as read.
     pub config: String,
     child: Child,
     exited: Option<ExitStatus>,
@@ -44,16 +43,6 @@ pub struct ProxyOpts<'a> {
     /// Do not wait for the port to accept connections (for tests that
     /// expect startup to fail); default false.
     pub no_wait: bool,
-}
-
-/// Write `contents` to `dir/rel`, creating parent directories.
-pub fn write_file(dir: &Path, rel: &str, contents: &[u8]) {
-    let path = dir.join(rel);
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent)
-            .unwrap_or_else(|e| panic!("create_dir_all {}: {e}", parent.display()));
-    }
-    std::fs::write(&path, contents).unwrap_or_else(|e| panic!("write {}: {e}", path.display()));
 }
 
 /// Run the binary with `args` to completion (for `-t`, `--version`, ...).
@@ -83,6 +72,12 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 
 /// Start the proxy with `config_yaml` (`{PORT}`, `{PORT2}`, `{DIR}` are
 /// substituted). Waits up to 15 s for `127.0.0.1:{PORT}` to accept.
+///
+/// A config without a top-level `admin:` gets `admin: {listen: "127.0.0.1:<a free port>"}`
+/// appended. Outrigger's default admin listener is `0.0.0.0:9145`, one port for the proxies of
+/// all the tests running in parallel (and any other outrigger on the machine): the loser of the
+/// race for it ran without an admin listener, or its admin thread panicked on a bind that
+/// another proxy had won in between, and `no_panic_in_logs` failed.
 pub fn start_proxy(config_yaml: &str) -> Proxy {
     start_proxy_opts(config_yaml, &ProxyOpts::default())
 }
@@ -119,36 +114,29 @@ pub fn start_proxy_opts(config_yaml: &str, opts: &ProxyOpts<'_>) -> Proxy {
         0
     };
     let dir_str = dir.path().to_str().expect("temp dir path is UTF-8");
-    let config = config_yaml
+    let mut config = config_yaml
         .replace("{PORT2}", &port2.to_string())
         .replace("{PORT}", &port.to_string())
         .replace("{DIR}", dir_str);
+    if !config.lines().any(|l| l.starts_with("admin:")) {
+        if !config.is_empty() && !config.ends_with('\n') {
+            config.push('\n');
+        }
+        config.push_str(&format!(
+            "admin: {{listen: \"127.0.0.1:{}\"}}\n",
+            free_port()
+        ));
+    }
     let config_path = dir.path().join("outrigger.yaml");
     std::fs::write(&config_path, &config).expect("write outrigger.yaml");
 
-    let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
-    let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
-    let child = Command::new(OUTRIGGER_BIN)
-        .arg("-c")
+    let mut cmd = Command::new(OUTRIGGER_BIN);
+    cmd.arg("-c")
         .arg(&config_path)
         .args(opts.args)
         .envs(opts.env.iter().copied())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(stdout)
-        .stderr(stderr)
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot spawn {OUTRIGGER_BIN}: {e}"));
-
-    let mut proxy = Proxy {
-        port,
-        port2,
-        dir,
-        config_path,
-        config,
-        child,
-        exited: None,
-    };
+        .current_dir(dir.path());
+    let mut proxy = Proxy::spawn(&mut cmd, dir, config_path, port, port2);
     if !opts.no_wait {
         proxy.wait_ready(STARTUP_TIMEOUT);
     }
@@ -156,19 +144,47 @@ pub fn start_proxy_opts(config_yaml: &str, opts: &ProxyOpts<'_>) -> Proxy {
 }
 
 impl Proxy {
-    /// `"127.0.0.1:PORT"`.
-    pub fn addr(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+    /// Start `cmd`, an `outrigger` command line the caller has prepared (its arguments with
+    /// `-c config_path`, its working directory and environment), listening on `port` (and
+    /// `port2`, or 0), with its stdout and stderr in `stdout.log` and `stderr.log` of `dir`,
+    /// which the Proxy keeps. Does not wait: see [`Proxy::wait_ready`]. [`start_proxy_opts`]
+    /// is this with a config written into a fresh `dir`.
+    pub fn spawn(
+        cmd: &mut Command,
+        dir: tempfile::TempDir,
+        config_path: PathBuf,
+        port: u16,
+        port2: u16,
+    ) -> Proxy {
+        let stdout = File::create(dir.path().join("stdout.log")).expect("create stdout.log");
+        let stderr = File::create(dir.path().join("stderr.log")).expect("create stderr.log");
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot spawn {cmd:?}: {e}"));
+        // For messages only: the config as outrigger reads it (a relative path is relative to
+        // the child's working directory).
+        let config_file = match cmd.get_current_dir() {
+            Some(cwd) => cwd.join(&config_path),
+            None => config_path.clone(),
+        };
+        let config = std::fs::read_to_string(config_file).unwrap_or_default();
+        Proxy {
+            port,
+            port2,
+            dir,
+            config_path,
+            config,
+            child,
+            exited: None,
+        }
     }
 
     /// Path of a file inside the temp dir.
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
-    }
-
-    /// Write a file inside the temp dir (creating parent dirs).
-    pub fn write_file(&self, rel: &str, contents: &[u8]) {
-        write_file(self.dir.path(), rel, contents);
     }
 
     /// Child process id.
@@ -177,8 +193,25 @@ impl Proxy {
     }
 
     /// Send signal `sig` (e.g. `libc::SIGTERM`) to the child.
+    ///
+    /// Panics if the child has already been reaped: its pid may be another process's by now,
+    /// such as the outrigger of a test running in parallel in this process.
+    ///
+    /// SIGTERM, SIGINT and SIGHUP are sent once the child catches them (5 s at most):
+    /// outrigger installs its SIGTERM and SIGINT handlers when its main loop starts, a moment
+    /// after its listeners accept, and a signal sent in between meets the default action and
+    /// kills it.
     pub fn signal(&self, sig: i32) {
-        // SAFETY: plain kill(2) on our own child's pid.
+        if let Some(st) = self.exited {
+            panic!("signal {sig}: outrigger has already exited ({st})");
+        }
+        if [libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&sig) {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while !self.catches(sig) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        // SAFETY: plain kill(2) on our own child's pid, not yet reaped (a zombie at worst).
         let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, sig) };
         if rc != 0 {
             panic!(
@@ -187,6 +220,17 @@ impl Proxy {
                 std::io::Error::last_os_error()
             );
         }
+    }
+
+    /// Whether the child has a handler for signal `sig` (`SigCgt` of `/proc/PID/status`).
+    fn catches(&self, sig: i32) -> bool {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("SigCgt:"))
+            .and_then(|mask| u64::from_str_radix(mask.trim(), 16).ok())
+            .is_some_and(|mask| mask & (1 << (sig - 1)) != 0)
     }
 
     /// Non-blocking check whether the child has exited.
@@ -296,35 +340,4 @@ impl Drop for Proxy {
     fn drop(&mut self) {
         self.kill();
     }
-}
-
-/// Whether `name` looks like a cache entry file (NGINX-style: the key's hash
-/// in 32 hex digits). Temp files of in-progress fills are not entries.
-fn is_entry_name(name: &str) -> bool {
-    name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit())
-}
-
-/// Every committed entry file under `dir` with its size.
-pub fn entry_files(dir: &Path) -> Vec<(PathBuf, u64)> {
-    let mut out = Vec::new();
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for de in rd.flatten() {
-            let p = de.path();
-            let Ok(md) = de.metadata() else { continue };
-            if md.is_dir() {
-                stack.push(p);
-            } else if p
-                .file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(is_entry_name)
-            {
-                out.push((p, md.len()));
-            }
-        }
-    }
-    out
 }

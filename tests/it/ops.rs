@@ -1,9 +1,7 @@
 //! Operations: the admin listener (/healthz, /readyz, /metrics), readiness while draining, and hot
 //! reload (file edits, broken edits, the ConfigMap symlink swap, SIGHUP, edits under load).
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -24,18 +22,6 @@ locations:
     cache: {{zone: z, valid: {{"200": 1m}}}}
 "#
     )
-}
-
-/// Wait until `f` holds (polling), or panic with `what`.
-fn eventually(what: &str, timeout: Duration, mut f: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if f() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for: {what}");
 }
 
 fn marker(port: u16) -> Option<String> {

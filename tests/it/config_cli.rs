@@ -2,15 +2,13 @@
 //! `FILE:LINE:COLUMN:` positions, `${VAR}` expansion, relative path resolution, signals, the pid
 //! file, the access log and `threads`.
 
-mod common;
-
 use std::fs::File;
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use regex::Regex;
 
 // ---------------------------------------------------------------------------------------------
@@ -89,107 +87,21 @@ fn expect_config_error(yaml: &str, at: &[&str], names: &[&str]) -> String {
     message
 }
 
-/// A process started by hand (custom config path, working directory and environment).
-struct Spawned {
-    child: Child,
-    port: u16,
-    logs: tempfile::TempDir,
-    exited: Option<ExitStatus>,
-}
-
-impl Spawned {
-    fn start(config: &Path, cwd: &Path, env: &[(&str, &str)], port: u16) -> Spawned {
-        let logs = tempfile::Builder::new()
-            .prefix("outrigger-logs-")
-            .tempdir()
-            .expect("temp dir");
-        let stdout = File::create(logs.path().join("stdout.log")).unwrap();
-        let stderr = File::create(logs.path().join("stderr.log")).unwrap();
-        let child = Command::new(OUTRIGGER_BIN)
-            .arg("-c")
-            .arg(config)
-            .envs(env.iter().copied())
-            .current_dir(cwd)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr)
-            .spawn()
-            .expect("spawn outrigger");
-        let mut s = Spawned {
-            child,
-            port,
-            logs,
-            exited: None,
-        };
-        s.wait_ready();
-        s
-    }
-
-    fn logs(&self) -> String {
-        let read = |n: &str| {
-            std::fs::read(self.logs.path().join(n))
-                .map(|b| String::from_utf8_lossy(&b).into_owned())
-                .unwrap_or_default()
-        };
-        format!(
-            "--- stdout ---\n{}\n--- stderr ---\n{}",
-            read("stdout.log"),
-            read("stderr.log")
-        )
-    }
-
-    fn wait_ready(&mut self) {
-        let deadline = Instant::now() + STARTUP_TIMEOUT;
-        loop {
-            if let Some(st) = self.child.try_wait().unwrap() {
-                self.exited = Some(st);
-                panic!("outrigger exited during startup ({st})\n{}", self.logs());
-            }
-            if TcpStream::connect_timeout(
-                &([127, 0, 0, 1], self.port).into(),
-                Duration::from_millis(200),
-            )
-            .is_ok()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "outrigger did not listen on 127.0.0.1:{}\n{}",
-                self.port,
-                self.logs()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if self.exited.is_none() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// Poll `path` until it has at least `n` lines; returns its lines.
-fn wait_lines(path: &Path, n: usize) -> Vec<String> {
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        if lines.len() >= n {
-            return lines;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{} has {} line(s), expected {n}: {text:?}",
-            path.display(),
-            lines.len()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+/// An outrigger started by hand: `-c config` (relative to `cwd` if relative) from the working
+/// directory `cwd` with `env`, listening on `port`; its logs go to a temp dir of their own.
+fn spawn_by_hand(config: &Path, cwd: &Path, env: &[(&str, &str)], port: u16) -> Proxy {
+    let logs = tempfile::Builder::new()
+        .prefix("outrigger-logs-")
+        .tempdir()
+        .expect("temp dir");
+    let mut cmd = Command::new(OUTRIGGER_BIN);
+    cmd.arg("-c")
+        .arg(config)
+        .envs(env.iter().copied())
+        .current_dir(cwd);
+    let mut p = Proxy::spawn(&mut cmd, logs, config.to_path_buf(), port, 0);
+    p.wait_ready(STARTUP_TIMEOUT);
+    p
 }
 
 /// Poll a proxy's stdout until a line contains `needle`; returns that line.
@@ -515,7 +427,7 @@ fn env_expansion_in_listen_and_upstream() {
     )
     .unwrap();
     let addr = origin.addr();
-    let p = Spawned::start(
+    let p = spawn_by_hand(
         &cfg,
         dir.path(),
         &[
@@ -613,7 +525,7 @@ fn relative_paths_resolve_against_config_dir() {
     );
     let cwd = elsewhere.path().join("cwd");
     std::fs::create_dir_all(&cwd).unwrap();
-    let p = Spawned::start(&cfg, &cwd, &[], port);
+    let p = spawn_by_hand(&cfg, &cwd, &[], port);
     let r = get(port, "/file");
     assert_eq!(r.status, 200, "{}\n{}", r.text(), p.logs());
     assert_eq!(r.body, b"served from www\n");
@@ -623,7 +535,7 @@ fn relative_paths_resolve_against_config_dir() {
     // pid_file: run.pid lands next to the config.
     let pid = std::fs::read_to_string(tmp.path().join("conf/run.pid"))
         .unwrap_or_else(|e| panic!("conf/run.pid: {e}\n{}", p.logs()));
-    assert_eq!(pid.trim(), p.child.id().to_string());
+    assert_eq!(pid.trim(), p.pid().to_string());
 }
 
 #[test]
@@ -637,7 +549,7 @@ fn relative_config_path_with_relative_root() {
         format!("listen: [\"127.0.0.1:{port}\"]\nlocations:\n  - prefix: /\n    root: ../www\n")
             .as_bytes(),
     );
-    let p = Spawned::start(Path::new("conf/x.yaml"), tmp.path(), &[], port);
+    let p = spawn_by_hand(Path::new("conf/x.yaml"), tmp.path(), &[], port);
     let r = get(port, "/file");
     assert_eq!(r.status, 200, "{}", p.logs());
     assert_eq!(r.body, b"rel\n");

@@ -10,8 +10,6 @@
 //! the test origin is steered by request headers (see `common::origin`), and
 //! a HIT never reaches it, so origin hits are counted per URI.
 
-mod common;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
@@ -19,7 +17,7 @@ use std::sync::{Arc, Barrier};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 /// Name of the response header carrying `$upstream_cache_status`.
 const XC: &str = "X-Proxy-Cache";
@@ -75,19 +73,13 @@ impl<'a> Setup<'a> {
             format!(", {}", self.zone)
         };
         let mut y = format!(
-            "listen: [\"127.0.0.1:{{PORT}}\"]\n\
-             threads: {threads}\n\
-             error_log: {{level: error, target: stderr}}\n\
-             access_log: off\n\
-             upstreams:\n  \
-               app: {{address: \"127.0.0.1:{origin}\", connect_timeout: 1s, read_timeout: {rt}, send_timeout: 1s}}\n\
+            "{}threads: {}\n\
              caches:\n  \
-               c: {{path: \"{path}\", levels: \"1:2\"{zone_extra}}}\n\
+               c: {{path: \"{}\", levels: \"1:2\"{zone_extra}}}\n\
              locations:\n",
-            threads = self.threads,
-            origin = self.origin,
-            rt = self.read_timeout,
-            path = self.cache_path,
+            preamble_read_timeout(self.origin, self.read_timeout),
+            self.threads,
+            self.cache_path,
         );
         for l in &self.locations {
             y.push_str(&format!(
@@ -118,11 +110,6 @@ fn start_simple(origin: u16, cache: &str) -> Proxy {
 // Assertion helpers
 // ---------------------------------------------------------------------------
 
-/// The `X-Proxy-Cache` value, or `<absent>`.
-fn cs(r: &Response) -> String {
-    r.header(XC).unwrap_or("<absent>").to_string()
-}
-
 fn describe(r: &Response) -> String {
     let mut body = r.text();
     if body.len() > 120 {
@@ -142,9 +129,9 @@ fn describe(r: &Response) -> String {
 #[track_caller]
 fn expect(r: &Response, status: u16, cache: &str, what: &str) {
     assert!(
-        r.status == status && cs(r) == cache,
+        r.status == status && cache_status(r) == cache,
         "{what}: want status {status} and {XC}: {cache}, got {XC}: {}; {}",
-        cs(r),
+        cache_status(r),
         describe(r)
     );
 }
@@ -153,61 +140,16 @@ fn expect(r: &Response, status: u16, cache: &str, what: &str) {
 #[track_caller]
 fn expect_any(r: &Response, status: u16, caches: &[&str], what: &str) {
     assert!(
-        r.status == status && caches.contains(&cs(r).as_str()),
+        r.status == status && caches.contains(&cache_status(r)),
         "{what}: want status {status} and {XC} one of {caches:?}, got {XC}: {}; {}",
-        cs(r),
+        cache_status(r),
         describe(r)
-    );
-}
-
-/// Requests the origin received for exactly this URI (path + query).
-fn hits(origin: &Origin, uri: &str) -> usize {
-    origin.recorded().iter().filter(|e| e["uri"] == uri).count()
-}
-
-/// Requests the origin received for this URI with this method.
-fn hits_m(origin: &Origin, method: &str, uri: &str) -> usize {
-    origin
-        .recorded()
-        .iter()
-        .filter(|e| e["uri"] == uri && e["method"] == method)
-        .count()
-}
-
-#[track_caller]
-fn assert_same_bytes(got: &[u8], want: &[u8], what: &str) {
-    if got == want {
-        return;
-    }
-    let first_diff = got
-        .iter()
-        .zip(want)
-        .position(|(a, b)| a != b)
-        .unwrap_or(got.len().min(want.len()));
-    panic!(
-        "{what}: got {} bytes, want {} bytes; first difference at byte {first_diff}",
-        got.len(),
-        want.len()
     );
 }
 
 /// The expected body of `X-Origin-Chunks: n`.
 fn chunks_body(n: usize) -> Vec<u8> {
     (0..n).flat_map(|i| chunk_text(i).into_bytes()).collect()
-}
-
-/// Poll `f` every 50 ms until it is true or `timeout` elapses.
-fn wait_until(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if f() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
 }
 
 // ---------------------------------------------------------------------------
@@ -1215,7 +1157,10 @@ fn concurrent_misses_collapse() {
             assert_same_bytes(&r.body, &body, &format!("client {i} body"));
         }
     }
-    let misses = responses.iter().filter(|r| cs(r) == "MISS").count();
+    let misses = responses
+        .iter()
+        .filter(|r| cache_status(r) == "MISS")
+        .count();
     assert!(misses >= 1, "no MISS among {N} responses");
     assert_eq!(n_origin, 1, "exactly one fill expected");
 }
@@ -1283,7 +1228,7 @@ fn stale_while_updating() {
     let mut fast_stale = 0;
     for (r, took) in &results {
         assert_eq!(r.status, 200, "{}", describe(r));
-        let label = cs(r);
+        let label = cache_status(r);
         if label == "UPDATING" || label == "STALE" {
             assert_same_bytes(&r.body, &fill.body, "stale body");
             if *took < Duration::from_millis(1000) {
@@ -1291,7 +1236,10 @@ fn stale_while_updating() {
             }
         }
     }
-    let labels: Vec<(String, Duration)> = results.iter().map(|(r, t)| (cs(r), *t)).collect();
+    let labels: Vec<(String, Duration)> = results
+        .iter()
+        .map(|(r, t)| (cache_status(r).to_string(), *t))
+        .collect();
     assert!(
         fast_stale >= 1,
         "no client got the stale entry immediately: {labels:?}"
@@ -1300,7 +1248,7 @@ fn stale_while_updating() {
     // Exactly one refetch; once it is done the new response is a HIT.
     let refreshed = wait_until(Duration::from_secs(4), || {
         let r = get(port, "/t16/u");
-        cs(&r) == "HIT" && r.body != fill.body
+        cache_status(&r) == "HIT" && r.body != fill.body
     });
     assert!(refreshed, "entry never refreshed; labels {labels:?}");
     assert_eq!(
@@ -1503,7 +1451,7 @@ fn location_without_cache_has_no_status() {
     for i in 0..2 {
         let r = send(proxy.port, "POST", "/post-only", &[], b"x");
         assert_eq!(r.status, 200);
-        assert_ne!(cs(&r), "HIT", "POST {i} served from cache");
+        assert_ne!(cache_status(&r), "HIT", "POST {i} served from cache");
     }
     assert_eq!(hits(&origin, "/post-only"), 2);
 }
@@ -1554,7 +1502,7 @@ fn stress_concurrent_byte_exact() {
                                      ({XC}: {})",
                                     r.body.len(),
                                     stress_size(k),
-                                    cs(&r)
+                                    cache_status(&r)
                                 ));
                             }
                         }

@@ -1,0 +1,31 @@
+//! The integration tests of `outrigger`, in one test binary (`cargo test --test it`): each
+//! module starts the real `outrigger` binary against the test origin and clients of
+//! [`common`], in its own temp dir and on its own free ports, so that every test can run in
+//! parallel with every other one in this process.
+//!
+//! One binary rather than one per file: the harness in `common` is compiled and the binary
+//! linked once, and the test threads are shared by the whole suite. Run one module with
+//! `cargo test --test it cache::`, one test with `cargo test --test it -- --exact cache::purge`.
+//!
+//! Nothing here may change process-wide state (environment variables, the working directory):
+//! a child process gets its environment and working directory through its `Command`. Ports are
+//! free ports; `start_proxy` gives even the admin listener, whose default is the fixed
+//! `0.0.0.0:9145`, one of its own. (Proxies started by hand on a shipped or hand-written config,
+//! in `shipped_configs`, `e2e_alertmanager` and `config_cli`, keep that default; none of their
+//! tests looks at it.)
+
+mod common;
+
+mod cache;
+mod cache_memory;
+mod client_timeouts;
+mod compression;
+mod config_cli;
+mod e2e_alertmanager;
+mod front;
+mod harness_smoke;
+mod ops;
+mod proxying;
+mod routing;
+mod shipped_configs;
+mod static_files;
