@@ -1,4 +1,4 @@
-//! The zone's memory tier (`caches.NAME.memory`): hot small entries answered before Pingora's
+//! The zone's memory tier (`caches.NAME.memory`): small entries read again, answered before Pingora's
 //! cache machinery. Everything the disk path guarantees must hold when the answer comes from
 //! memory: same bytes and headers, variants, freshness, purge and invalidation.
 

@@ -1,7 +1,7 @@
 //! The timeouts on clients, NGINX's directives with NGINX's defaults (60 s):
 //! - `send_timeout`: a client that stops reading a response is disconnected once a write to it
 //!   has made no progress for that long, whoever writes the body (Pingora's path for files from
-//!   disk and proxied bodies, the front for memory HITs);
+//!   disk and proxied bodies, the edge for memory HITs);
 //! - `client_header_timeout`: a request head must arrive whole within that long of its first
 //!   byte, however steadily it trickles in.
 
@@ -84,7 +84,7 @@ fn a_client_that_stops_reading_is_disconnected() {
         "proxied body: {n} bytes, closed {closed}"
     );
 
-    // memory-tier HITs answered by the front: 1 MiB each, 24 of them pipelined
+    // memory-tier HITs answered by the edge: 1 MiB each, 24 of them pipelined
     let one = [("X-Origin-Body-Size", "1048576")];
     get_with(p.port, "/hit", &one);
     let r = get_with(p.port, "/hit", &one);
@@ -101,7 +101,7 @@ fn a_client_that_stops_reading_is_disconnected() {
     let (n, closed) = stalled(p.port, &raw, stall);
     assert!(
         closed && n < 24 << 20,
-        "front HITs: {n} bytes, closed {closed}"
+        "edge HITs: {n} bytes, closed {closed}"
     );
 
     // a client that reads gets everything
@@ -124,7 +124,7 @@ locations:
 }
 
 /// A head trickled in a line every 250 ms is cut off one second after its first byte with no
-/// response (as NGINX: its access log says 408, the client gets nothing), whether the front
+/// response (as NGINX: its access log says 408, the client gets nothing), whether the edge
 /// parses heads (memory tier) or only waits for whole ones (`memory: 0`); a head that arrives
 /// in parts within the limit is answered.
 #[test]

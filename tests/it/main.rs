@@ -22,7 +22,7 @@ mod client_timeouts;
 mod compression;
 mod config_cli;
 mod e2e_alertmanager;
-mod front;
+mod edge;
 mod harness_smoke;
 mod ops;
 mod proxying;

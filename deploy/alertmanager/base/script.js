@@ -2,7 +2,7 @@
 // with a 90-day Expires (in Kubernetes: the ConfigMap mounted on the html root). It is the
 // "patched" copy of the UI script the seed served through NGINX's `location = /script.js`: the
 // same code as Alertmanager's (here the test UI in tests/e2e_ui/script.js, which
-// tests/e2e_alertmanager.rs runs behind the sidecar), with more realistic matcher examples in the
+// tests/it/e2e_alertmanager.rs runs behind the sidecar), with more realistic matcher examples in the
 // filter box and a visible marker showing the override is in effect. Replace it with your own
 // patched copy of Alertmanager's script.js. Self-contained: no external requests.
 (function () {

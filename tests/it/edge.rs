@@ -1,4 +1,4 @@
-//! The HTTP/1 front (`src/front.rs`): memory-tier HITs are answered on the connection itself,
+//! The HTTP/1 edge (`src/edge.rs`): memory-tier HITs are answered on the connection itself,
 //! everything else is handed to Pingora with the bytes already read and the connection comes
 //! back. Whatever answers, the client must see one coherent HTTP/1 conversation.
 
@@ -72,7 +72,7 @@ fn hits_and_misses_share_one_connection() {
     let p = start_proxy(&config(&origin.addr()));
     let a = warm(p.port, "/a");
     let mut conn = Connection::connect(p.port);
-    // HIT (front), MISS (Pingora), HIT (front again), a POST with a body (Pingora), HIT
+    // HIT (edge), MISS (Pingora), HIT (edge again), a POST with a body (Pingora), HIT
     conn.send(&get_req("/a", &[]));
     let r = conn.read_response(false);
     assert_eq!((cache_status(&r), r.body.clone()), ("HIT", a.body.clone()));
@@ -171,7 +171,7 @@ fn connection_close_and_http10_are_honoured_on_hits() {
 fn head_hit_and_large_hit_are_exact() {
     let origin = start_origin();
     let p = start_proxy(&config(&origin.addr()));
-    // 200 KiB: above the front's single-write copy (16 KiB), within the tier (256 KiB entries)
+    // 200 KiB: above the edge's single-write copy (16 KiB), within the tier (256 KiB entries)
     let big = [("X-Origin-Body-Size", "200000")];
     assert_eq!(cache_status(&get_with(p.port, "/big", &big)), "MISS");
     let mut conn = Connection::connect(p.port);
@@ -211,11 +211,11 @@ fn malformed_and_oversized_heads_still_get_pingoras_answers() {
 }
 
 #[test]
-fn front_hits_are_logged_and_counted() {
+fn edge_hits_are_logged_and_counted() {
     let origin = start_origin();
     let p = start_proxy(&config(&origin.addr()));
     warm(p.port, "/a");
-    let r = get_with(p.port, "/a", &[("X-Tag", "front")]);
+    let r = get_with(p.port, "/a", &[("X-Tag", "edge")]);
     assert_eq!(cache_status(&r), "HIT");
     let r = head_with(p.port, "/a", &[("X-Tag", "head")]);
     assert_eq!(cache_status(&r), "HIT");
@@ -228,7 +228,7 @@ fn front_hits_are_logged_and_counted() {
     );
     assert_eq!(
         lines[2],
-        format!("GET /a HTTP/1.1 200 {len} HIT 127.0.0.1 front")
+        format!("GET /a HTTP/1.1 200 {len} HIT 127.0.0.1 edge")
     );
     assert_eq!(lines[3], "HEAD /a HTTP/1.1 200 0 HIT 127.0.0.1 head");
     let m = get(p.port2, "/metrics").text();
@@ -266,7 +266,7 @@ fn close_wins_over_keep_alive() {
     assert!(conn.is_closed_by_peer(Duration::from_secs(2)));
 }
 
-/// Header rules that touch the framing headers: the HIT is still framed correctly (the front
+/// Header rules that touch the framing headers: the HIT is still framed correctly (the edge
 /// leaves such responses to Pingora's session) and the connection stays coherent.
 #[test]
 fn rules_on_framing_headers_keep_responses_framed() {
@@ -317,7 +317,7 @@ fn shutdown_closes_idle_keep_alive_connections() {
         .is_some_and(|s| s.success()));
 }
 
-/// A config reload reaches the front at once: the next HIT on an open connection carries the
+/// A config reload reaches the edge at once: the next HIT on an open connection carries the
 /// new header rules, from the same stored entry.
 #[test]
 fn hits_follow_a_reload_on_an_open_connection() {
@@ -349,14 +349,14 @@ fn hits_follow_a_reload_on_an_open_connection() {
         }
         assert!(
             Instant::now() < deadline,
-            "the reload never reached the front"
+            "the reload never reached the edge"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(origin.recorded().len(), 1, "the entry survived the reload");
 }
 
-/// Without a memory tier the front parses nothing: it waits for each request and hands the
+/// Without a memory tier the edge parses nothing: it waits for each request and hands the
 /// bytes to Pingora, on the same keep-alive connection, request after request.
 #[test]
 fn without_a_memory_tier_every_request_goes_to_pingora() {
@@ -369,7 +369,7 @@ fn without_a_memory_tier_every_request_goes_to_pingora() {
         assert_eq!((r.status, cache_status(&r)), (200, *want), "request {i}");
         assert_eq!(r.header("connection"), Some("keep-alive"));
     }
-    // a head split across writes is reassembled by Pingora from the front's bytes
+    // a head split across writes is reassembled by Pingora from the edge's bytes
     let raw = get_req("/d", &[]);
     for part in raw.chunks(9) {
         conn.send(part);
@@ -380,7 +380,7 @@ fn without_a_memory_tier_every_request_goes_to_pingora() {
 }
 
 /// Revalidations (`If-None-Match`, `If-Modified-Since`) of a memory HIT get their 304 from the
-/// front, with Pingora's not-modified rules; a mismatch gets the whole entry; the connection
+/// edge, with Pingora's not-modified rules; a mismatch gets the whole entry; the connection
 /// stays framed either way.
 #[test]
 fn conditional_hits_get_304_on_the_connection() {
