@@ -5,7 +5,7 @@
 use crate::config::{Config, Handler};
 use crate::files;
 use crate::request::context::Ctx;
-use crate::request::vars::{apply_header_rules, Conn};
+use crate::request::vars::apply_header_rules_for;
 use bytes::Bytes;
 use http::header;
 use pingora_error::Result;
@@ -94,13 +94,7 @@ pub async fn send_error(
         h.insert_header(name, value)?;
     }
     if let Some(location) = ctx.location() {
-        apply_header_rules(
-            session.req_header(),
-            Conn::of(session),
-            ctx,
-            location,
-            &mut h,
-        );
+        apply_header_rules_for(session, ctx, location, &mut h);
     }
     send(session, h, body).await
 }

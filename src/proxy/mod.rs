@@ -16,7 +16,7 @@ use crate::request::cache_key::variance_for;
 use crate::request::context::Ctx;
 use crate::request::log::log_request;
 use crate::request::route::route;
-use crate::request::vars::{apply_header_rules, host, Conn, RequestVars};
+use crate::request::vars::{apply_header_rules_for, host, RequestVars};
 use crate::state::State;
 use crate::uri;
 use arc_swap::ArcSwap;
@@ -264,7 +264,7 @@ impl ProxyHttp for Proxy {
                 ctx.intercept = Some(body);
             }
         }
-        apply_header_rules(session.req_header(), Conn::of(session), ctx, location, resp);
+        apply_header_rules_for(session, ctx, location, resp);
         Ok(())
     }
 

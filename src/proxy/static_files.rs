@@ -9,7 +9,7 @@ use crate::config::{Handler, StaticConfig};
 use crate::files::{compressed_copy, map_path, plan, precompressed_sibling, FileVersion, Plan};
 use crate::output;
 use crate::request::context::Ctx;
-use crate::request::vars::{apply_header_rules, Conn};
+use crate::request::vars::apply_header_rules_for;
 use bytes::{Bytes, BytesMut};
 use http::header;
 use pingora_error::Result;
@@ -67,13 +67,7 @@ pub async fn answer(session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<
             error_page::send_error(session, ctx, 416, Some(("Content-Range", range))).await
         }
         Plan::Head(mut h) => {
-            apply_header_rules(
-                session.req_header(),
-                Conn::of(session),
-                ctx,
-                location,
-                &mut h,
-            );
+            apply_header_rules_for(session, ctx, location, &mut h);
             session.write_response_header(h, true).await
         }
         Plan::Body {
@@ -83,31 +77,19 @@ pub async fn answer(session: &mut Session, ctx: &mut Ctx, loc: usize) -> Result<
             offset,
             len,
         } => {
-            if let Some(c) = location.compress.as_deref() {
-                if let Some(body) = compressed_variant(ctx, c, st, &path, version, &mut header)? {
-                    apply_header_rules(
-                        session.req_header(),
-                        Conn::of(session),
-                        ctx,
-                        location,
-                        &mut header,
-                    );
-                    let head = session.req_header().method == http::Method::HEAD;
-                    session.write_response_header(header, head).await?;
-                    if !head {
-                        output::write_body(session, body).await?;
-                    }
-                    return Ok(());
-                }
-            }
-            apply_header_rules(
-                session.req_header(),
-                Conn::of(session),
-                ctx,
-                location,
-                &mut header,
-            );
+            let compressed = match location.compress.as_deref() {
+                Some(c) => compressed_variant(ctx, c, st, &path, version, &mut header)?,
+                None => None,
+            };
+            apply_header_rules_for(session, ctx, location, &mut header);
             let head = session.req_header().method == http::Method::HEAD;
+            if let Some(body) = compressed {
+                session.write_response_header(header, head).await?;
+                if !head {
+                    output::write_body(session, body).await?;
+                }
+                return Ok(());
+            }
             session
                 .write_response_header(header, head || len == 0)
                 .await?;

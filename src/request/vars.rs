@@ -264,6 +264,16 @@ fn remote_user(req: &RequestHeader) -> Option<String> {
     Some(s.split(':').next().unwrap_or("").to_string())
 }
 
+/// [`apply_header_rules`] for the request of Pingora's `session`.
+pub fn apply_header_rules_for(
+    session: &Session,
+    ctx: &Ctx,
+    location: &Location,
+    resp: &mut ResponseHeader,
+) {
+    apply_header_rules(session.req_header(), Conn::of(session), ctx, location, resp)
+}
+
 /// Apply the location's header rules (expires, set/add/hide header) to `resp`.
 pub fn apply_header_rules(
     req: &RequestHeader,
