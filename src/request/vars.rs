@@ -84,7 +84,8 @@ fn secs(out: &mut String, d: Duration) {
 }
 
 /// `$host`: the request line's host, else the Host header, lowercase and without the port, else
-/// the configured `server_name` (as NGINX: an HTTP/1.0 request may come without Host).
+/// the configured `server_name` (as NGINX: an HTTP/1.0 request may come without Host). A
+/// trailing dot is dropped (`example.com.` is `example.com`), as NGINX does.
 pub fn host(req: &RequestHeader, server_name: &str) -> String {
     let raw = req
         .uri
@@ -98,9 +99,10 @@ pub fn host(req: &RequestHeader, server_name: &str) -> String {
         })
         .unwrap_or_default();
     let h = if raw.starts_with('[') {
-        raw.split_inclusive(']').next().unwrap_or("").to_string()
+        raw.split_inclusive(']').next().unwrap_or("")
     } else {
-        raw.split(':').next().unwrap_or("").to_string()
+        let name = raw.split(':').next().unwrap_or("");
+        name.strip_suffix('.').unwrap_or(name)
     };
     if h.is_empty() {
         return server_name.to_string();

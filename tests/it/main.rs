@@ -23,6 +23,7 @@ mod compression;
 mod config_cli;
 mod e2e_alertmanager;
 mod edge;
+mod edge_head;
 mod harness_smoke;
 mod ops;
 mod proxying;

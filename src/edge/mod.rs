@@ -1,14 +1,18 @@
-//! The HTTP/1 edge of every plain listener: it reads each request head itself and answers
-//! fresh memory-tier cache HITs straight from the connection (one parse, one write); every
-//! other request, and anything it does not fully understand, is handed to Pingora's proxy
-//! with the bytes already read, and the connection comes back to the edge afterwards.
+//! The HTTP/1 edge of every plain listener: it reads each request head itself, within NGINX's
+//! limits, refuses what NGINX would refuse (`head`), and answers fresh memory-tier cache HITs
+//! straight from the connection (one parse, one write); every other request, and anything it
+//! does not fully understand, is handed to Pingora's proxy with the bytes already read, and
+//! the connection comes back to the edge afterwards.
 //!
 //! Pingora's session machinery (a boxed session, a cache state machine and a request context
 //! per request) costs more than the whole answer of a memory HIT; this path keeps the same
 //! routing, cache lookup, header rules, metrics and access log (`request`, shared with `proxy`).
 
+pub mod head;
+
 use crate::config::Config;
 use crate::output;
+use crate::proxy::error_page;
 use crate::proxy::Proxy;
 use crate::request::context::Ctx;
 use crate::request::log::log_request;
@@ -19,6 +23,7 @@ use crate::state::State;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{BufMut, Bytes, BytesMut};
+use head::{HeadScan, Rejection};
 use http::{header, Method, Version};
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
@@ -33,11 +38,10 @@ use tokio::time::{timeout, timeout_at};
 
 /// How long an idle keep-alive connection is kept (NGINX `keepalive_timeout` is 75 s).
 const KEEPALIVE: Duration = Duration::from_secs(60);
-/// Header fields parsed on the stack; a request with more goes to Pingora.
-const MAX_FIELDS: usize = 64;
-/// A head not complete within this many bytes goes to Pingora (which applies its own limits:
-/// 400/414 for a line over 8 KiB, `route::check_head`).
-const MAX_HEAD: usize = 16 * 1024;
+/// How long a refused client's further bytes are read and dropped after the answer, so that
+/// closing with unread bytes does not reset the connection before the answer is read (NGINX's
+/// lingering close).
+const LINGER: Duration = Duration::from_secs(2);
 /// Bodies up to this size are copied behind the header for a single write.
 const COALESCE: usize = 16 * 1024;
 
@@ -70,6 +74,8 @@ enum Verdict {
     Answer(Answered),
     /// Pingora handles this request.
     HandOff,
+    /// A head NGINX would refuse: answered here, and the connection closed.
+    Refuse(Rejection),
 }
 
 /// What the edge does with a parsed head.
@@ -114,14 +120,16 @@ impl ServerApp for Edge {
             // a new head: its clock starts with its first bytes (or the next read, for bytes
             // left over from the last request)
             head_since = None;
+            let mut scan = HeadScan::default();
             // Read until a whole head is buffered (or it is not ours to parse).
             let next = loop {
-                if !buf.is_empty() && !parse {
-                    if buf.len() > MAX_HEAD || head_complete(&buf) {
-                        break Next::HandOff;
-                    }
-                } else if !buf.is_empty() {
-                    match self.answer(&buf, conn, shutdown, &mut out) {
+                if !buf.is_empty() {
+                    let verdict = match scan.advance(&buf) {
+                        Err(rejection) => Verdict::Refuse(rejection),
+                        Ok(None) => Verdict::Incomplete,
+                        Ok(Some(len)) => self.answer(&buf[..len], conn, shutdown, &mut out, parse),
+                    };
+                    match verdict {
                         Verdict::Answer(a) => {
                             // NGINX `send_timeout`: each write must progress within it.
                             let limit = a.ctx.state.cfg.send_timeout;
@@ -159,7 +167,10 @@ impl ServerApp for Edge {
                             };
                         }
                         Verdict::HandOff => break Next::HandOff,
-                        Verdict::Incomplete if buf.len() > MAX_HEAD => break Next::HandOff,
+                        Verdict::Refuse(rejection) => {
+                            self.refuse(&mut stream, &buf, conn, rejection).await;
+                            return None;
+                        }
                         Verdict::Incomplete => {}
                     }
                 }
@@ -223,26 +234,67 @@ impl ServerApp for Edge {
 }
 
 impl Edge {
-    /// Parse the head at the start of `buf` and, for a fresh memory-tier HIT, put the
-    /// response in `out`.
+    /// Check the whole head `head` and, where a memory tier may answer it (`memory_tier`)
+    /// and it is a fresh HIT there, put the response in `out`.
     fn answer(
         &self,
-        buf: &[u8],
+        head: &[u8],
         conn: Conn,
         shutdown: &ShutdownWatch,
         out: &mut BytesMut,
+        memory_tier: bool,
     ) -> Verdict {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
+        let mut fields = [httparse::EMPTY_HEADER; head::MAX_FIELDS];
         let mut parsed = httparse::Request::new(&mut fields);
-        let used = match parsed.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) => return Verdict::Incomplete,
-            Err(_) => return Verdict::HandOff,
-        };
-        match self.answer_parsed(&parsed, used, conn, shutdown, out) {
+        if let Err(rejection) = head::parse(head, &mut parsed) {
+            return Verdict::Refuse(rejection);
+        }
+        if !memory_tier {
+            return Verdict::HandOff;
+        }
+        match self.answer_parsed(&parsed, head.len(), conn, shutdown, out) {
             Some(a) => Verdict::Answer(a),
             None => Verdict::HandOff,
         }
+    }
+
+    /// Answer a refused head with its error status (the error page when one is configured),
+    /// log it at `info` as NGINX does, and linger briefly before the connection closes.
+    async fn refuse(&self, stream: &mut Stream, buf: &[u8], conn: Conn<'_>, rejection: Rejection) {
+        let client = conn.client.map_or_else(String::new, |a| a.to_string());
+        log::info!("{}, client: {client}", rejection.reason);
+        let cfg = self.state.load().cfg.clone();
+        let Ok((mut header, body)) = error_page::build(&cfg, rejection.status).await else {
+            return;
+        };
+        let _ = header.insert_header(header::CONNECTION, "close");
+        let mut out = BytesMut::with_capacity(512 + body.len());
+        out.put_slice(b"HTTP/1.1 ");
+        out.put_slice(header.status.as_str().as_bytes());
+        out.put_u8(b' ');
+        out.put_slice(header.status.canonical_reason().unwrap_or("").as_bytes());
+        out.put_slice(b"\r\n");
+        header.header_to_h1_wire(&mut out);
+        out.put_slice(b"\r\n");
+        if !buf.trim_ascii_start().starts_with(b"HEAD ") {
+            out.put_slice(&body);
+        }
+        let limit = cfg.send_timeout;
+        if within(limit, stream.write_all(&out)).await.is_err()
+            || within(limit, stream.flush()).await.is_err()
+        {
+            return;
+        }
+        let _ = stream.shutdown().await;
+        let mut sink = [0u8; 16 * 1024];
+        let _ = timeout(LINGER, async {
+            while let Ok(n) = stream.read(&mut sink).await {
+                if n == 0 {
+                    break;
+                }
+            }
+        })
+        .await;
     }
 
     /// The memory-tier HIT answering a whole parsed head; `None` hands the request to Pingora.
@@ -375,14 +427,6 @@ fn write_response(hit: &MemoryHit, keepalive: bool, out: &mut BytesMut) -> Optio
         }
         None => None,
     }
-}
-
-/// Whether `buf` holds a whole request head: it has an empty line (`CRLF CRLF`, or bare LFs).
-/// Usually the head is all that was read, so its end is looked at first.
-fn head_complete(buf: &[u8]) -> bool {
-    buf.ends_with(b"\r\n\r\n")
-        || buf.windows(2).any(|w| w == b"\n\n")
-        || buf.windows(3).any(|w| w == b"\n\r\n")
 }
 
 /// `io` within `limit` (NGINX `send_timeout`): polled once first, and a timer set only when the
