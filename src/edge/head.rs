@@ -3,6 +3,8 @@
 //! fields), and the checks NGINX and RFC 9112 make of a whole head, so that a head the edge
 //! hands on is one NGINX would have accepted.
 
+use std::mem::MaybeUninit;
+
 /// Longest request line or header line (NGINX's `large_client_header_buffers` size).
 pub const MAX_LINE: usize = 8 * 1024;
 /// Longest head (NGINX's `large_client_header_buffers 4 8k`).
@@ -38,7 +40,7 @@ impl HeadScan {
     /// bytes long; `Ok(None)`: it is not yet; `Err`: it passes a limit (414 for the request
     /// line, 400 otherwise).
     pub fn advance(&mut self, buf: &[u8]) -> Result<Option<usize>, Rejection> {
-        while let Some(at) = memchr(b'\n', &buf[self.scanned..]) {
+        while let Some(at) = memchr::memchr(b'\n', &buf[self.scanned..]) {
             let end = self.scanned + at;
             self.scanned = end + 1;
             let line = &buf[self.line_start..end];
@@ -73,18 +75,23 @@ impl HeadScan {
     }
 }
 
-fn memchr(byte: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|b| *b == byte)
+/// Room for the fields of one head, left uninitialised until parsed.
+pub type Fields<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_FIELDS];
+
+/// Room for [`parse`]'s fields.
+pub fn fields<'b>() -> Fields<'b> {
+    [const { MaybeUninit::uninit() }; MAX_FIELDS]
 }
 
-/// Parse a whole head (`head` ends with its empty line) into `parsed` and make NGINX's checks
-/// of it: the request line (method, target, version) and the fields that frame the request
-/// (`Host`, `Content-Length`, `Transfer-Encoding`).
+/// Parse a whole head (`head` ends with its empty line) into `parsed`, its fields in `fields`,
+/// and make NGINX's checks of it: the request line (method, target, version) and the fields
+/// that frame the request (`Host`, `Content-Length`, `Transfer-Encoding`).
 pub fn parse<'h, 'b>(
     head: &'b [u8],
+    fields: &'h mut Fields<'b>,
     parsed: &mut httparse::Request<'h, 'b>,
 ) -> Result<(), Rejection> {
-    match parsed.parse(head) {
+    match parsed.parse_with_uninit_headers(head, fields) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(reject(400, "client sent invalid request")),
         Err(httparse::Error::TooManyHeaders) => {
@@ -271,9 +278,9 @@ mod tests {
     }
 
     fn check(head: &str) -> Result<(), Rejection> {
-        let mut fields = [httparse::EMPTY_HEADER; MAX_FIELDS];
-        let mut parsed = httparse::Request::new(&mut fields);
-        parse(head.as_bytes(), &mut parsed)
+        let mut room = fields();
+        let mut parsed = httparse::Request::new(&mut []);
+        parse(head.as_bytes(), &mut room, &mut parsed)
     }
 
     fn status(head: &str) -> u16 {

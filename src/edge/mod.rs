@@ -168,7 +168,9 @@ impl ServerApp for Edge {
                         }
                         Verdict::HandOff => break Next::HandOff,
                         Verdict::Refuse(rejection) => {
-                            self.refuse(&mut stream, &buf, conn, rejection).await;
+                            // boxed: its state (error page, lingering read) would otherwise
+                            // enlarge every connection's future
+                            Box::pin(self.refuse(&mut stream, &buf, conn, rejection)).await;
                             return None;
                         }
                         Verdict::Incomplete => {}
@@ -244,9 +246,9 @@ impl Edge {
         out: &mut BytesMut,
         memory_tier: bool,
     ) -> Verdict {
-        let mut fields = [httparse::EMPTY_HEADER; head::MAX_FIELDS];
-        let mut parsed = httparse::Request::new(&mut fields);
-        if let Err(rejection) = head::parse(head, &mut parsed) {
+        let mut room = head::fields();
+        let mut parsed = httparse::Request::new(&mut []);
+        if let Err(rejection) = head::parse(head, &mut room, &mut parsed) {
             return Verdict::Refuse(rejection);
         }
         if !memory_tier {
@@ -286,7 +288,7 @@ impl Edge {
             return;
         }
         let _ = stream.shutdown().await;
-        let mut sink = [0u8; 16 * 1024];
+        let mut sink = vec![0u8; 16 * 1024];
         let _ = timeout(LINGER, async {
             while let Ok(n) = stream.read(&mut sink).await {
                 if n == 0 {

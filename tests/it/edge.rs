@@ -1,4 +1,4 @@
-//! The HTTP/1 edge (`src/edge.rs`): memory-tier HITs are answered on the connection itself,
+//! The HTTP/1 edge (`src/edge/`): memory-tier HITs are answered on the connection itself,
 //! everything else is handed to Pingora with the bytes already read and the connection comes
 //! back. Whatever answers, the client must see one coherent HTTP/1 conversation.
 
