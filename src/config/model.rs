@@ -180,6 +180,8 @@ pub struct Location {
     pub handler: Handler,
     pub headers: HeaderRules,
     pub intercept_errors: bool,
+    /// Largest request body accepted (NGINX `client_max_body_size`); `None`: no limit.
+    pub client_max_body_size: Option<u64>,
     pub cache: Option<CacheRules>,
     /// `None` when nothing is compressed here.
     pub compress: Option<Arc<CompressConfig>>,

@@ -71,6 +71,8 @@ pub struct RawConfig {
     #[serde(default)]
     pub intercept_errors: Option<Value>,
     #[serde(default)]
+    pub client_max_body_size: Option<Value>,
+    #[serde(default)]
     pub symlinks: Option<String>,
     #[serde(default)]
     pub if_modified_since: Option<String>,
@@ -184,6 +186,8 @@ pub struct RawLocation {
     pub expires_if: Option<OneOrMany<RawExpiresIf>>,
     #[serde(default)]
     pub intercept_errors: Option<Value>,
+    #[serde(default)]
+    pub client_max_body_size: Option<Value>,
     #[serde(default)]
     pub cache: Option<RawCache>,
     #[serde(default)]

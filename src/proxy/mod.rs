@@ -38,6 +38,24 @@ pub struct Proxy {
     pub state: Arc<ArcSwap<State>>,
 }
 
+/// How long a refused request body is read and dropped before the connection closes.
+const LINGER: Duration = Duration::from_secs(2);
+
+/// NGINX `client_max_body_size`: whether the request declares a body over the location's limit
+/// (a chunked body is counted as it streams, in `request_body_filter`).
+fn body_too_large(session: &Session, location: &Location) -> bool {
+    let Some(max) = location.client_max_body_size else {
+        return false;
+    };
+    session
+        .req_header()
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .is_some_and(|len| len > max)
+}
+
 /// Whether `e` means the client went away (errors writing to or reading from it) or stopped
 /// reading (`send_timeout`). Errors of our own `write_response_*` calls in `request_filter`
 /// carry no source, hence "not upstream".
@@ -91,6 +109,13 @@ impl ProxyHttp for Proxy {
         };
         let state = ctx.state.clone();
         let location = &state.cfg.locations[loc];
+        if body_too_large(session, location) {
+            error_page::send_error(session, ctx, 413, None).await?;
+            // read what the client sends on for a moment, so that closing with unread bytes
+            // does not reset the connection before the answer is read (NGINX's lingering close)
+            let _ = tokio::time::timeout(LINGER, session.drain_request_body()).await;
+            return Ok(true);
+        }
         if session.req_header().method.as_str() == "PURGE" {
             if let Some(rules) = location.cache.as_ref() {
                 if !rules.purge_allow.is_empty() {
@@ -106,6 +131,26 @@ impl ProxyHttp for Proxy {
             }
             Handler::Proxy(_) => cache::answer_from_memory(session, ctx).await,
         }
+    }
+
+    async fn request_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut Ctx,
+    ) -> Result<()> {
+        let max = ctx.location().and_then(|l| l.client_max_body_size);
+        if let (Some(max), Some(chunk)) = (max, body.as_ref()) {
+            ctx.body_read += chunk.len() as u64;
+            if ctx.body_read > max {
+                return Error::e_explain(
+                    ErrorType::HTTPStatus(413),
+                    "client intended to send too large body (client_max_body_size)",
+                );
+            }
+        }
+        Ok(())
     }
 
     async fn upstream_peer(&self, _session: &mut Session, ctx: &mut Ctx) -> Result<Box<HttpPeer>> {

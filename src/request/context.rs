@@ -33,6 +33,8 @@ pub struct Ctx {
     pub encoding: Option<Encoding>,
     /// Compresses the upstream body (before it is cached, so hits never recompress).
     pub encoder: Option<Encoder>,
+    /// Request body bytes read so far, counted against the location's `client_max_body_size`.
+    pub body_read: u64,
     _inflight: InflightGuard,
 }
 
@@ -54,6 +56,7 @@ impl Ctx {
             intercept: None,
             encoding: None,
             encoder: None,
+            body_read: 0,
             _inflight: InflightGuard::new(),
         }
     }

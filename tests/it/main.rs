@@ -16,6 +16,7 @@
 
 mod common;
 
+mod body_limit;
 mod cache;
 mod cache_memory;
 mod client_timeouts;

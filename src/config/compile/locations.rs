@@ -1,8 +1,9 @@
 //! `locations:`: each location's matcher (`exact`, `prefix`, `regex`, `regex_i`, `no_regex`),
 //! handler (`root`, `alias`, `index`, `symlinks`; `proxy_pass` is in `upstreams`), header rules
-//! (`add_header`, `set_header`, `hide_header`, `expires`, `expires_if`) and
-//! `intercept_errors`; the server-level values they inherit (`root`, `index`, `symlinks`,
-//! `if_modified_since`, the header lists); and the [`Router`] over them.
+//! (`add_header`, `set_header`, `hide_header`, `expires`, `expires_if`), `intercept_errors`
+//! and `client_max_body_size`; the server-level values they inherit (`root`, `index`,
+//! `symlinks`, `if_modified_since`, the header lists, `client_max_body_size`); and the
+//! [`Router`] over them.
 
 use super::{inherit, literal_prefix, Compiler, Result, ServerDefaults};
 use crate::compress::CompressConfig;
@@ -24,6 +25,8 @@ const DEFAULT_SYMLINKS: SymlinkPolicy = SymlinkPolicy::WithinRoot;
 const DEFAULT_IF_MODIFIED_SINCE: ImsMode = ImsMode::Exact;
 /// NGINX `index index.html`.
 const DEFAULT_INDEX: &str = "index.html";
+/// NGINX `client_max_body_size 1m`.
+const DEFAULT_CLIENT_MAX_BODY_SIZE: u64 = 1 << 20;
 /// NGINX `proxy_intercept_errors off`.
 const DEFAULT_INTERCEPT_ERRORS: bool = false;
 
@@ -49,6 +52,9 @@ impl Compiler {
                 raw.intercept_errors.as_ref(),
                 DEFAULT_INTERCEPT_ERRORS,
             )?,
+            client_max_body_size: self
+                .size("client_max_body_size", raw.client_max_body_size.as_ref())?
+                .map_or(Some(DEFAULT_CLIENT_MAX_BODY_SIZE), body_limit),
             symlinks,
             if_modified_since,
         })
@@ -77,6 +83,12 @@ impl Compiler {
                 loc.intercept_errors.as_ref(),
                 server.intercept_errors,
             )?;
+            let client_max_body_size = self
+                .size(
+                    &format!("{at}.client_max_body_size"),
+                    loc.client_max_body_size.as_ref(),
+                )?
+                .map_or(server.client_max_body_size, body_limit);
             let compress = match &loc.gzip {
                 None => server_compress.clone(),
                 Some(gzip) => self.compress(
@@ -92,6 +104,7 @@ impl Compiler {
                 handler,
                 headers,
                 intercept_errors,
+                client_max_body_size,
                 cache,
                 compress,
             });
@@ -418,4 +431,9 @@ fn written<'k>(keys: &[(&'k str, bool)]) -> Vec<&'k str> {
         .filter(|(_, is_written)| *is_written)
         .map(|(key, _)| *key)
         .collect()
+}
+
+/// A `client_max_body_size` value: `0` means no limit, as in NGINX.
+fn body_limit(size: u64) -> Option<u64> {
+    (size > 0).then_some(size)
 }

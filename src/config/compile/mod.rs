@@ -235,6 +235,7 @@ pub(super) struct ServerDefaults<'a> {
     set_header: Option<&'a IndexMap<String, Value>>,
     hide_header: Option<&'a Vec<String>>,
     intercept_errors: bool,
+    client_max_body_size: Option<u64>,
     symlinks: SymlinkPolicy,
     if_modified_since: ImsMode,
 }
