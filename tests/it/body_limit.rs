@@ -71,32 +71,27 @@ fn server_and_location_limits() {
     );
 }
 
+fn post_chunked(port: u16, pieces: &[&[u8]]) -> Response {
+    let body = chunked_encode(pieces);
+    send(
+        port,
+        "POST",
+        "/upload",
+        &[("Transfer-Encoding", "chunked")],
+        &body,
+    )
+}
+
 #[test]
 fn a_chunked_body_growing_past_the_limit_ends_in_413() {
     let origin = start_origin();
     let p = proxy(&origin, "client_max_body_size: 64k\n", "");
     let piece = pattern_body(16 * 1024);
-    let within: Vec<&[u8]> = vec![&piece; 4];
-    let body = chunked_encode(&within);
-    let r = send(
-        p.port,
-        "POST",
-        "/upload",
-        &[("Transfer-Encoding", "chunked")],
-        &body,
-    );
+    let r = post_chunked(p.port, &[piece.as_slice(); 4]);
     assert_eq!(r.status, 200, "64 KiB chunked is within 64k");
     assert_eq!(r.json()["body_len"], 64 * 1024);
 
-    let over: Vec<&[u8]> = vec![&piece; 5];
-    let body = chunked_encode(&over);
-    let r = send(
-        p.port,
-        "POST",
-        "/upload",
-        &[("Transfer-Encoding", "chunked")],
-        &body,
-    );
+    let r = post_chunked(p.port, &[piece.as_slice(); 5]);
     assert_eq!(r.status, 413);
     let full = origin
         .recorded()
