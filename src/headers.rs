@@ -1,6 +1,7 @@
 //! Response header rules of a location: `expires` (and the per-path `expires_if`), `add_header`
 //! with NGINX's status rule, `set_header` (replaces), `hide_header`; and what every upstream
-//! response gets first (the `X-Accel-*` headers NGINX hides, outrigger's `Server`).
+//! response gets first (the `X-Accel-*` headers NGINX hides, the upstream connection's
+//! `Keep-Alive`, outrigger's `Server`).
 
 use crate::template::{Template, VarSource};
 use http::header::CACHE_CONTROL;
@@ -18,11 +19,16 @@ const HIDDEN_UPSTREAM: [&str; 5] = [
     "x-accel-charset",
 ];
 
+/// Fields of the upstream's connection, never passed on (RFC 9110 §7.6.1); `Connection` and
+/// `Transfer-Encoding` are Pingora's.
+const HOP_BY_HOP: [&str; 2] = ["keep-alive", "proxy-connection"];
+
 /// What every upstream response (fresh or cached) gets before the location's rules: the
-/// headers NGINX hides from clients removed, and outrigger's `Server`.
+/// headers NGINX hides from clients and the upstream connection's own fields removed, and
+/// outrigger's `Server`.
 pub fn from_upstream(resp: &mut ResponseHeader) -> pingora_error::Result<()> {
-    for h in HIDDEN_UPSTREAM {
-        resp.remove_header(h);
+    for h in HIDDEN_UPSTREAM.iter().chain(&HOP_BY_HOP) {
+        resp.remove_header(*h);
     }
     resp.insert_header(http::header::SERVER, crate::SERVER_NAME)?;
     Ok(())

@@ -1287,3 +1287,28 @@ fn unbuffered_client_writes_pass_a_trickling_content_length_body_at_once() {
         "first bytes after {first:?}"
     );
 }
+
+/// RFC 9110 §7.6.1: the fields of the upstream's own connection (`Keep-Alive`,
+/// `Proxy-Connection`) are not passed on, neither fresh nor from the cache (disk or memory).
+#[test]
+fn upstream_connection_fields_are_not_passed_on() {
+    let origin = start_origin();
+    let p = simple_proxy(
+        origin.port,
+        "caches: {z: {path: \"{DIR}/cache\"}}\n",
+        "    cache: {zone: z, valid: {\"200\": 1m}}\n",
+    );
+    let ask = [
+        ("X-Origin-Header", "Keep-Alive: timeout=5, max=100"),
+        ("X-Origin-Header", "Proxy-Connection: keep-alive"),
+        ("X-Origin-Header", "X-Kept: yes"),
+    ];
+    for round in ["MISS", "disk HIT", "memory HIT"] {
+        let r = get_with(p.port, "/hop", &ask);
+        assert_eq!(r.status, 200, "{round}");
+        assert_eq!(r.header("x-kept"), Some("yes"), "{round}");
+        assert_eq!(r.header("keep-alive"), None, "{round}");
+        assert_eq!(r.header("proxy-connection"), None, "{round}");
+    }
+    assert_eq!(hits(&origin, "/hop"), 1);
+}
