@@ -3,12 +3,11 @@
 //! fields), and the checks NGINX and RFC 9112 make of a whole head, so that a head the edge
 //! hands on is one NGINX would have accepted.
 
+use crate::request::route::MAX_HEAD_LINE;
 use std::mem::MaybeUninit;
 
-/// Longest request line or header line (NGINX's `large_client_header_buffers` size).
-pub const MAX_LINE: usize = 8 * 1024;
 /// Longest head (NGINX's `large_client_header_buffers 4 8k`).
-pub const MAX_HEAD: usize = 4 * MAX_LINE;
+pub const MAX_HEAD: usize = 4 * MAX_HEAD_LINE;
 /// Most header fields in a head.
 pub const MAX_FIELDS: usize = 100;
 
@@ -67,7 +66,7 @@ impl HeadScan {
     }
 
     fn check_line(&self, len: usize) -> Result<(), Rejection> {
-        match (len > MAX_LINE, self.request_line) {
+        match (len > MAX_HEAD_LINE, self.request_line) {
             (false, _) => Ok(()),
             (true, false) => Err(reject(414, "client sent too long URI")),
             (true, true) => Err(reject(400, "client sent too long header line")),
@@ -302,16 +301,16 @@ mod tests {
             }
         }
         assert_eq!(scan_all(b"GET / HTTP/1.1\nHost: a\n\n"), Ok(Some(24)));
-        let long_uri = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_LINE));
+        let long_uri = format!("GET /{} HTTP/1.1\r\n", "a".repeat(MAX_HEAD_LINE));
         assert_eq!(
             scan_all(long_uri.as_bytes()).map_err(|r| r.status),
             Err(414)
         );
         assert_eq!(
-            scan_all(&long_uri.as_bytes()[..MAX_LINE + 1]).map_err(|r| r.status),
+            scan_all(&long_uri.as_bytes()[..MAX_HEAD_LINE + 1]).map_err(|r| r.status),
             Err(414)
         );
-        let long_field = format!("GET / HTTP/1.1\r\nX: {}", "b".repeat(MAX_LINE));
+        let long_field = format!("GET / HTTP/1.1\r\nX: {}", "b".repeat(MAX_HEAD_LINE));
         assert_eq!(
             scan_all(long_field.as_bytes()).map_err(|r| r.status),
             Err(400)

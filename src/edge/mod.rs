@@ -38,10 +38,6 @@ use tokio::time::{timeout, timeout_at};
 
 /// How long an idle keep-alive connection is kept (NGINX `keepalive_timeout` is 75 s).
 const KEEPALIVE: Duration = Duration::from_secs(60);
-/// How long a refused client's further bytes are read and dropped after the answer, so that
-/// closing with unread bytes does not reset the connection before the answer is read (NGINX's
-/// lingering close).
-const LINGER: Duration = Duration::from_secs(2);
 /// Bodies up to this size are copied behind the header for a single write.
 const COALESCE: usize = 16 * 1024;
 
@@ -271,12 +267,7 @@ impl Edge {
         };
         let _ = header.insert_header(header::CONNECTION, "close");
         let mut out = BytesMut::with_capacity(512 + body.len());
-        out.put_slice(b"HTTP/1.1 ");
-        out.put_slice(header.status.as_str().as_bytes());
-        out.put_u8(b' ');
-        out.put_slice(header.status.canonical_reason().unwrap_or("").as_bytes());
-        out.put_slice(b"\r\n");
-        header.header_to_h1_wire(&mut out);
+        put_head(&mut out, &header);
         out.put_slice(b"\r\n");
         if !buf.trim_ascii_start().starts_with(b"HEAD ") {
             out.put_slice(&body);
@@ -289,7 +280,7 @@ impl Edge {
         }
         let _ = stream.shutdown().await;
         let mut sink = vec![0u8; 16 * 1024];
-        let _ = timeout(LINGER, async {
+        let _ = timeout(error_page::LINGER, async {
             while let Ok(n) = stream.read(&mut sink).await {
                 if n == 0 {
                     break;
@@ -406,14 +397,7 @@ fn write_response(hit: &MemoryHit, keepalive: bool, out: &mut BytesMut) -> Optio
     out.clear();
     let body = hit.body();
     out.reserve(512 + body.map_or(0, |b| b.len().min(COALESCE)));
-    out.put_slice(b"HTTP/1.1 ");
-    out.put_slice(h.status.as_str().as_bytes());
-    out.put_u8(b' ');
-    if let Some(reason) = h.get_reason_phrase() {
-        out.put_slice(reason.as_bytes());
-    }
-    out.put_slice(b"\r\n");
-    h.header_to_h1_wire(out);
+    put_head(out, h);
     out.put_slice(b"Date: ");
     out.put_slice(pingora_core::protocols::http::date::get_cached_date().as_bytes());
     out.put_slice(if keepalive {
@@ -429,6 +413,19 @@ fn write_response(hit: &MemoryHit, keepalive: bool, out: &mut BytesMut) -> Optio
         }
         None => None,
     }
+}
+
+/// The status line and the fields of `h`, as Pingora's HTTP/1 session writes them (the caller
+/// ends the head).
+fn put_head(out: &mut BytesMut, h: &ResponseHeader) {
+    out.put_slice(b"HTTP/1.1 ");
+    out.put_slice(h.status.as_str().as_bytes());
+    out.put_u8(b' ');
+    if let Some(reason) = h.get_reason_phrase() {
+        out.put_slice(reason.as_bytes());
+    }
+    out.put_slice(b"\r\n");
+    h.header_to_h1_wire(out);
 }
 
 /// `io` within `limit` (NGINX `send_timeout`): polled once first, and a timer set only when the

@@ -11,7 +11,12 @@ use http::header;
 use pingora_error::Result;
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
+
+/// How long a refused client's further bytes are read and dropped after the answer, so that
+/// closing with unread bytes does not reset the connection before the answer is read (NGINX's
+/// lingering close).
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// Largest error page read into memory.
 const MAX_PAGE: u64 = 1 << 20;

@@ -38,9 +38,6 @@ pub struct Proxy {
     pub state: Arc<ArcSwap<State>>,
 }
 
-/// How long a refused request body is read and dropped before the connection closes.
-const LINGER: Duration = Duration::from_secs(2);
-
 /// NGINX `client_max_body_size`: whether the request declares a body over the location's limit
 /// (a chunked body is counted as it streams, in `request_body_filter`).
 fn body_too_large(session: &Session, location: &Location) -> bool {
@@ -113,7 +110,7 @@ impl ProxyHttp for Proxy {
             error_page::send_error(session, ctx, 413, None).await?;
             // read what the client sends on for a moment, so that closing with unread bytes
             // does not reset the connection before the answer is read (NGINX's lingering close)
-            let _ = tokio::time::timeout(LINGER, session.drain_request_body()).await;
+            let _ = tokio::time::timeout(error_page::LINGER, session.drain_request_body()).await;
             return Ok(true);
         }
         if session.req_header().method.as_str() == "PURGE" {

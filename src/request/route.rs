@@ -12,7 +12,7 @@ use pingora_http::RequestHeader;
 pub struct Refusal(pub u16);
 
 /// Longest request line and header line accepted (NGINX's `large_client_header_buffers 4 8k`).
-const MAX_HEAD_LINE: usize = 8 * 1024;
+pub const MAX_HEAD_LINE: usize = 8 * 1024;
 
 /// Request-head checks NGINX makes and Pingora does not: 414 for a request line over 8 KiB,
 /// 400 for a header line over 8 KiB, 400 for HTTP/1.1 without `Host`.
