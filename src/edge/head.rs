@@ -242,19 +242,14 @@ pub fn valid_host(value: &[u8]) -> bool {
     };
     match port.strip_prefix(b":") {
         None => port.is_empty(),
+        // `port = *DIGIT`: an empty port is allowed (RFC 3986 §3.2.3)
         Some(digits) => {
             digits.len() <= 5
                 && digits.iter().all(u8::is_ascii_digit)
-                && std::str::from_utf8(digits)
-                    .ok()
-                    .and_then(|d| {
-                        if d.is_empty() {
-                            Some(0)
-                        } else {
-                            d.parse::<u32>().ok()
-                        }
-                    })
-                    .is_some_and(|p| p <= 65535)
+                && digits
+                    .iter()
+                    .fold(0u32, |port, d| port * 10 + u32::from(d - b'0'))
+                    <= 65535
         }
     }
 }
