@@ -1,12 +1,12 @@
 //! Response header rules of a location: `expires` (and the per-path `expires_if`), `add_header`
 //! with NGINX's status rule, `set_header` (replaces), `hide_header`; and what every upstream
 //! response gets first (the `X-Accel-*` headers NGINX hides, the upstream connection's
-//! `Keep-Alive`, outrigger's `Server`).
+//! `Keep-Alive`, outrigger's `Server`); and the request's hop-by-hop `Upgrade` rule.
 
 use crate::template::{Template, VarSource};
 use http::header::CACHE_CONTROL;
 use http::HeaderName;
-use pingora_http::ResponseHeader;
+use pingora_http::{RequestHeader, ResponseHeader};
 use regex::Regex;
 use std::time::{Duration, SystemTime};
 
@@ -32,6 +32,27 @@ pub fn from_upstream(resp: &mut ResponseHeader) -> pingora_error::Result<()> {
     }
     resp.insert_header(http::header::SERVER, crate::SERVER_NAME)?;
     Ok(())
+}
+
+/// Whether a `Connection` value names `option` (a comma-separated list, any case).
+pub fn connection_names(value: &[u8], option: &[u8]) -> bool {
+    value
+        .split(|b| *b == b',')
+        .any(|token| token.trim_ascii().eq_ignore_ascii_case(option))
+}
+
+/// A request's `Upgrade` that its `Connection` does not name is a stray hop-by-hop field
+/// (RFC 9110 §7.6.1, §7.8): removed, so that nothing upgrades on it.
+pub fn drop_unnamed_upgrade(req: &mut RequestHeader) {
+    if req.headers.contains_key(http::header::UPGRADE)
+        && !req
+            .headers
+            .get_all(http::header::CONNECTION)
+            .iter()
+            .any(|v| connection_names(v.as_bytes(), b"upgrade"))
+    {
+        req.remove_header(&http::header::UPGRADE);
+    }
 }
 
 /// NGINX `expires`.

@@ -3,6 +3,7 @@
 //! fields), and the checks NGINX and RFC 9112 make of a whole head, so that a head the edge
 //! hands on is one NGINX would have accepted.
 
+use crate::headers::connection_names;
 use crate::request::route::MAX_HEAD_LINE;
 use std::mem::MaybeUninit;
 
@@ -74,6 +75,19 @@ impl HeadScan {
     }
 }
 
+/// How the body of an accepted request ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// A chunked body, up to its last chunk and trailer section.
+    Chunked,
+    /// An upgrade request: everything until the connection closes belongs to it.
+    Tunnel,
+}
+
 /// Room for the fields of one head, left uninitialised until parsed.
 pub type Fields<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_FIELDS];
 
@@ -84,12 +98,13 @@ pub fn fields<'b>() -> Fields<'b> {
 
 /// Parse a whole head (`head` ends with its empty line) into `parsed`, its fields in `fields`,
 /// and make NGINX's checks of it: the request line (method, target, version) and the fields
-/// that frame the request (`Host`, `Content-Length`, `Transfer-Encoding`).
+/// that frame the request (`Host`, `Content-Length`, `Transfer-Encoding`). Returns how the
+/// request's body ends.
 pub fn parse<'h, 'b>(
     head: &'b [u8],
     fields: &'h mut Fields<'b>,
     parsed: &mut httparse::Request<'h, 'b>,
-) -> Result<(), Rejection> {
+) -> Result<Framing, Rejection> {
     match parsed.parse_with_uninit_headers(head, fields) {
         Ok(httparse::Status::Complete(_)) => {}
         Ok(httparse::Status::Partial) => return Err(reject(400, "client sent invalid request")),
@@ -150,8 +165,9 @@ fn check_request_line(parsed: &httparse::Request) -> Result<(), Rejection> {
     Ok(())
 }
 
-fn check_fields(parsed: &httparse::Request) -> Result<(), Rejection> {
+fn check_fields(parsed: &httparse::Request) -> Result<Framing, Rejection> {
     let (mut host, mut length, mut coding) = (None, None, None::<String>);
+    let (mut upgrade, mut connection_upgrade) = (false, false);
     for f in parsed.headers.iter() {
         let name = f.name.as_bytes();
         if name.eq_ignore_ascii_case(b"host") {
@@ -171,6 +187,10 @@ fn check_fields(parsed: &httparse::Request) -> Result<(), Rejection> {
                 Some(before) => format!("{before}, {value}"),
                 None => value.into_owned(),
             });
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            upgrade = true;
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            connection_upgrade |= connection_names(f.value, b"upgrade");
         }
     }
     let http11 = parsed.version == Some(1);
@@ -186,11 +206,13 @@ fn check_fields(parsed: &httparse::Request) -> Result<(), Rejection> {
         }
         _ => {}
     }
+    let mut framing = Framing::Empty;
     if let Some(value) = length {
         let digits = value.trim_ascii();
         if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
             return Err(reject(400, "client sent invalid \"Content-Length\" header"));
         }
+        framing = Framing::Length(digits.iter().fold(0, |n, d| n * 10 + u64::from(d - b'0')));
     }
     if let Some(coding) = coding {
         if !http11 {
@@ -208,8 +230,14 @@ fn check_fields(parsed: &httparse::Request) -> Result<(), Rejection> {
                 "client sent \"Content-Length\" and \"Transfer-Encoding\" headers at the same time",
             ));
         }
+        framing = Framing::Chunked;
     }
-    Ok(())
+    // Pingora tunnels an HTTP/1.1 request naming an upgrade (`headers::drop_unnamed_upgrade`
+    // removes any other `Upgrade`)
+    if http11 && upgrade && connection_upgrade {
+        framing = Framing::Tunnel;
+    }
+    Ok(framing)
 }
 
 /// A `Host` value as RFC 3986's `host [":" port]`, with NGINX's extra rule that no label is
@@ -271,7 +299,7 @@ mod tests {
         HeadScan::default().advance(buf)
     }
 
-    fn check(head: &str) -> Result<(), Rejection> {
+    fn check(head: &str) -> Result<Framing, Rejection> {
         let mut room = fields();
         let mut parsed = httparse::Request::new(&mut []);
         parse(head.as_bytes(), &mut room, &mut parsed)

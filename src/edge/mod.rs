@@ -9,6 +9,7 @@
 //! routing, cache lookup, header rules, metrics and access log (`request`, shared with `proxy`).
 
 pub mod head;
+pub mod wire;
 
 use crate::config::Config;
 use crate::output;
@@ -22,8 +23,8 @@ use crate::request::vars::{Conn, RequestVars};
 use crate::state::State;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
-use bytes::{BufMut, Bytes, BytesMut};
-use head::{HeadScan, Rejection};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use head::{Framing, HeadScan, Rejection};
 use http::{header, Method, Version};
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
@@ -35,6 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, timeout_at};
+use wire::Wire;
 
 /// How long an idle keep-alive connection is kept (NGINX `keepalive_timeout` is 75 s).
 const KEEPALIVE: Duration = Duration::from_secs(60);
@@ -68,8 +70,8 @@ enum Verdict {
     Incomplete,
     /// A memory-tier HIT, its response ready in the output buffer.
     Answer(Answered),
-    /// Pingora handles this request.
-    HandOff,
+    /// Pingora handles this request, framed so.
+    HandOff(Framing),
     /// A head NGINX would refuse: answered here, and the connection closed.
     Refuse(Rejection),
 }
@@ -78,15 +80,15 @@ enum Verdict {
 enum Next {
     /// Answered; keep the connection for another request (or close it).
     Answered { keepalive: bool },
-    /// Pingora handles this request.
-    HandOff,
+    /// Pingora handles the request whose head is the first `head` bytes of the buffer.
+    HandOff { head: usize, framing: Framing },
 }
 
 #[async_trait]
 impl ServerApp for Edge {
     async fn process_new(
         self: &Arc<Self>,
-        mut stream: Stream,
+        stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         // Only plain TCP listeners exist today; a TLS or HTTP/2 stream would be Pingora's.
@@ -106,7 +108,7 @@ impl ServerApp for Edge {
         // each request head (idle and header timeouts, shutdown) and hands the bytes to Pingora
         // unparsed.
         let parse = self.state.load().cfg.zones.iter().any(|z| z.memory > 0);
-        let mut buf = BytesMut::with_capacity(4096);
+        let mut wire = Box::new(Wire::new(stream));
         let mut out = BytesMut::new();
         let mut stopping = shutdown.clone();
         // When the first bytes of the head being read arrived: NGINX's `client_header_timeout`
@@ -119,16 +121,21 @@ impl ServerApp for Edge {
             let mut scan = HeadScan::default();
             // Read until a whole head is buffered (or it is not ours to parse).
             let next = loop {
-                if !buf.is_empty() {
-                    let verdict = match scan.advance(&buf) {
+                let mut head_len = 0;
+                if !wire.buf.is_empty() {
+                    let verdict = match scan.advance(&wire.buf) {
                         Err(rejection) => Verdict::Refuse(rejection),
                         Ok(None) => Verdict::Incomplete,
-                        Ok(Some(len)) => self.answer(&buf[..len], conn, shutdown, &mut out, parse),
+                        Ok(Some(len)) => {
+                            head_len = len;
+                            self.answer(&wire.buf[..len], conn, shutdown, &mut out, parse)
+                        }
                     };
                     match verdict {
                         Verdict::Answer(a) => {
                             // NGINX `send_timeout`: each write must progress within it.
                             let limit = a.ctx.state.cfg.send_timeout;
+                            let stream = &mut wire.stream;
                             let sent = async {
                                 within(limit, stream.write_all(&out)).await?;
                                 if let Some(tail) = &a.tail {
@@ -157,37 +164,40 @@ impl ServerApp for Edge {
                             if !sent {
                                 return None;
                             }
-                            let _ = buf.split_to(a.used);
+                            wire.buf.advance(a.used);
                             break Next::Answered {
                                 keepalive: a.keepalive,
                             };
                         }
-                        Verdict::HandOff => break Next::HandOff,
+                        Verdict::HandOff(framing) => {
+                            break Next::HandOff {
+                                head: head_len,
+                                framing,
+                            }
+                        }
                         Verdict::Refuse(rejection) => {
                             // boxed: its state (error page, lingering read) would otherwise
                             // enlarge every connection's future
-                            Box::pin(self.refuse(&mut stream, &buf, conn, rejection)).await;
+                            let w = &mut *wire;
+                            Box::pin(self.refuse(&mut w.stream, &w.buf, conn, rejection)).await;
                             return None;
                         }
                         Verdict::Incomplete => {}
                     }
                 }
-                if buf.capacity() - buf.len() < 1024 {
-                    buf.reserve(4096);
-                }
-                let idle = buf.is_empty();
+                let idle = wire.buf.is_empty();
                 if !idle {
                     // a partial head: read the rest by the head's deadline
                     let limit = self.state.load().cfg.client_header_timeout;
                     let since = *head_since.get_or_insert_with(Instant::now);
-                    match timeout_at((since + limit).into(), stream.read_buf(&mut buf)).await {
+                    match timeout_at((since + limit).into(), wire.read_more()).await {
                         Ok(Ok(n)) if n > 0 => continue,
                         Ok(_) => return None,
                         Err(_) => {
                             log::info!(
                                 "client {} timed out ({limit:?}) while sending its request head ({} bytes)",
                                 conn.client.map_or_else(String::new, |a| a.to_string()),
-                                buf.len()
+                                wire.buf.len()
                             );
                             return None;
                         }
@@ -199,7 +209,7 @@ impl ServerApp for Edge {
                     return None;
                 }
                 let read = tokio::select! {
-                    r = timeout(KEEPALIVE, stream.read_buf(&mut buf)) => r,
+                    r = timeout(KEEPALIVE, wire.read_more()) => r,
                     _ = stopping.changed() => return None,
                 };
                 match read {
@@ -211,16 +221,20 @@ impl ServerApp for Edge {
             match next {
                 Next::Answered { keepalive: true } => {}
                 Next::Answered { keepalive: false } => return None,
-                Next::HandOff => {
-                    let mut session = ServerSession::new_http1(stream);
+                Next::HandOff { head, framing } => {
+                    // The session reads this one request through the wire; what the client
+                    // sends after it stays in the wire's buffer for the edge.
+                    wire.hand_on(head, framing);
+                    let mut session = ServerSession::new_http1(wire);
                     session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE.as_secs()));
-                    session.set_pipelined_prefix(std::mem::take(&mut buf));
                     let reused = self.proxy.process_new_http(session, shutdown).await?;
-                    // The persistent settings carry nothing we use: pipelining stays off in
-                    // Pingora's sessions (bytes read past a request end the connection there),
-                    // no request limit, no connection context.
-                    stream = reused.consume().0;
-                    buf = BytesMut::with_capacity(4096);
+                    // The persistent settings carry nothing we use: the wire keeps what
+                    // follows the request, and the edge counts requests.
+                    wire = reused.consume().0.into_any().downcast::<Wire>().ok()?;
+                    if !wire.request_read() {
+                        // the session kept the connection without reading its request whole
+                        return None;
+                    }
                 }
             }
         }
@@ -244,15 +258,16 @@ impl Edge {
     ) -> Verdict {
         let mut room = head::fields();
         let mut parsed = httparse::Request::new(&mut []);
-        if let Err(rejection) = head::parse(head, &mut room, &mut parsed) {
-            return Verdict::Refuse(rejection);
-        }
+        let framing = match head::parse(head, &mut room, &mut parsed) {
+            Ok(framing) => framing,
+            Err(rejection) => return Verdict::Refuse(rejection),
+        };
         if !memory_tier {
-            return Verdict::HandOff;
+            return Verdict::HandOff(framing);
         }
         match self.answer_parsed(&parsed, head.len(), conn, shutdown, out) {
             Some(a) => Verdict::Answer(a),
-            None => Verdict::HandOff,
+            None => Verdict::HandOff(framing),
         }
     }
 

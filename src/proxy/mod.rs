@@ -97,6 +97,7 @@ impl ProxyHttp for Proxy {
         // NGINX `send_timeout`: each write to the client must progress within it (Pingora
         // applies it per body write; large bodies go out in several writes, `output`).
         session.set_write_timeout(Some(ctx.state.cfg.send_timeout));
+        headers::drop_unnamed_upgrade(session.req_header_mut());
         let loc = match route(session.req_header(), ctx) {
             Ok(loc) => loc,
             Err(refusal) => {

@@ -347,7 +347,7 @@ impl Connection {
         }
     }
 
-    fn read_exact(&mut self, n: usize, what: &str) -> Result<Vec<u8>, String> {
+    pub fn read_exact(&mut self, n: usize, what: &str) -> Result<Vec<u8>, String> {
         while self.buf.len() < n {
             if self.fill(what)? == 0 {
                 return Err(format!(
