@@ -29,6 +29,7 @@ pub mod output;
 pub mod router;
 pub mod template;
 pub mod uri;
+pub mod wire;
 
 /// The `Server` header value and the signature of built-in error pages.
 pub const SERVER_NAME: &str = "outrigger";

@@ -214,6 +214,7 @@ pub struct Config {
     /// A request head must arrive whole within this long of its first byte (NGINX
     /// `client_header_timeout`).
     pub client_header_timeout: Duration,
+    pub client: ClientLimits,
     /// Bytes of small static files kept in memory (0: none).
     pub file_cache: u64,
     /// On SIGTERM, how long to keep serving with `/readyz` at 503 before closing the listeners
@@ -233,4 +234,38 @@ pub struct Config {
     pub server_name: String,
     /// Largest keep-alive pool asked for by any upstream.
     pub keepalive_pool: usize,
+}
+
+/// How client connections and their request heads are read (NGINX's `keepalive_timeout`,
+/// `keepalive_requests`, `large_client_header_buffers`, `underscores_in_headers`,
+/// `ignore_invalid_headers`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientLimits {
+    /// How long an idle connection waits for its next request (zero: none, each is closed).
+    pub keepalive_timeout: Duration,
+    /// Requests answered on one connection before it is closed.
+    pub keepalive_requests: u64,
+    /// Longest request line or header line.
+    pub header_line: usize,
+    /// Longest head.
+    pub header_total: usize,
+    /// Header names with `_` are kept (else dropped).
+    pub underscores_in_headers: bool,
+    /// Header names with characters other than letters, digits, `-` (and `_`) are dropped
+    /// (else kept, if they are still HTTP tokens).
+    pub ignore_invalid_headers: bool,
+}
+
+impl Default for ClientLimits {
+    /// NGINX's defaults.
+    fn default() -> Self {
+        ClientLimits {
+            keepalive_timeout: Duration::from_secs(75),
+            keepalive_requests: 1000,
+            header_line: 8 * 1024,
+            header_total: 32 * 1024,
+            underscores_in_headers: false,
+            ignore_invalid_headers: true,
+        }
+    }
 }

@@ -23,6 +23,16 @@ pub struct RawConfig {
     #[serde(default)]
     pub client_header_timeout: Option<Value>,
     #[serde(default)]
+    pub keepalive_timeout: Option<Value>,
+    #[serde(default)]
+    pub keepalive_requests: Option<Value>,
+    #[serde(default)]
+    pub large_client_header_buffers: Option<Value>,
+    #[serde(default)]
+    pub underscores_in_headers: Option<Value>,
+    #[serde(default)]
+    pub ignore_invalid_headers: Option<Value>,
+    #[serde(default)]
     pub file_cache: Option<Value>,
     #[serde(default)]
     pub shutdown_delay: Option<Value>,

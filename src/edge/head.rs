@@ -1,14 +1,14 @@
 //! A request head as the edge reads it: NGINX's size limits while it arrives
-//! (`large_client_header_buffers 4 8k`: a line up to 8 KiB, the head up to 32 KiB, at most 100
-//! fields), and the checks NGINX and RFC 9112 make of a whole head, so that a head the edge
-//! hands on is one NGINX would have accepted.
+//! (`large_client_header_buffers`, by default a line up to 8 KiB and the head up to 32 KiB; at
+//! most 100 fields), the checks NGINX and RFC 9112 make of a whole head, so that a head the
+//! edge hands on is one NGINX would have accepted, and the rewrite of the heads NGINX accepts
+//! in another shape (header lines it ignores, an absolute-form target).
 
+use crate::config::ClientLimits;
 use crate::headers::connection_names;
-use crate::request::route::MAX_HEAD_LINE;
+use crate::wire::Framing;
 use std::mem::MaybeUninit;
 
-/// Longest head (NGINX's `large_client_header_buffers 4 8k`).
-pub const MAX_HEAD: usize = 4 * MAX_HEAD_LINE;
 /// Most header fields in a head.
 pub const MAX_FIELDS: usize = 100;
 
@@ -25,8 +25,12 @@ fn reject(status: u16, reason: &'static str) -> Rejection {
 
 /// Follows a head while it arrives, looking at each byte once: where its lines end, whether
 /// one is too long, and where the head ends.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HeadScan {
+    /// Longest line.
+    line_max: usize,
+    /// Longest head.
+    head_max: usize,
     /// Bytes of the buffer looked at so far.
     scanned: usize,
     /// Where the line being read starts.
@@ -36,6 +40,17 @@ pub struct HeadScan {
 }
 
 impl HeadScan {
+    /// A scan of a new head, with the line and head limits of `limits`.
+    pub fn new(limits: &ClientLimits) -> Self {
+        HeadScan {
+            line_max: limits.header_line,
+            head_max: limits.header_total,
+            scanned: 0,
+            line_start: 0,
+            request_line: false,
+        }
+    }
+
     /// Look at the bytes of `buf` not seen yet. `Ok(Some(len))`: the head is whole, `len`
     /// bytes long; `Ok(None)`: it is not yet; `Err`: it passes a limit (414 for the request
     /// line, 400 otherwise).
@@ -50,7 +65,7 @@ impl HeadScan {
                 if !self.request_line {
                     continue;
                 }
-                if end + 1 > MAX_HEAD {
+                if end + 1 > self.head_max {
                     return Err(reject(400, "client sent too large request"));
                 }
                 return Ok(Some(end + 1));
@@ -60,32 +75,19 @@ impl HeadScan {
         }
         self.scanned = buf.len();
         self.check_line(buf.len() - self.line_start)?;
-        if buf.len() > MAX_HEAD {
+        if buf.len() > self.head_max {
             return Err(reject(400, "client sent too large request"));
         }
         Ok(None)
     }
 
     fn check_line(&self, len: usize) -> Result<(), Rejection> {
-        match (len > MAX_HEAD_LINE, self.request_line) {
+        match (len > self.line_max, self.request_line) {
             (false, _) => Ok(()),
             (true, false) => Err(reject(414, "client sent too long URI")),
             (true, true) => Err(reject(400, "client sent too long header line")),
         }
     }
-}
-
-/// How the body of an accepted request ends (RFC 9112 §6.3).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Framing {
-    /// No body.
-    Empty,
-    /// `Content-Length` bytes.
-    Length(u64),
-    /// A chunked body, up to its last chunk and trailer section.
-    Chunked,
-    /// An upgrade request: everything until the connection closes belongs to it.
-    Tunnel,
 }
 
 /// Room for the fields of one head, left uninitialised until parsed.
@@ -111,6 +113,7 @@ pub fn parse<'h, 'b>(
         Err(httparse::Error::TooManyHeaders) => {
             return Err(reject(400, "client sent too many header lines"))
         }
+        Err(httparse::Error::HeaderName) => return Err(INVALID_HEADER_NAME),
         Err(httparse::Error::Version) if newer_version(head) => {
             return Err(reject(505, "client sent unsupported HTTP version"))
         }
@@ -118,6 +121,127 @@ pub fn parse<'h, 'b>(
     }
     check_request_line(parsed)?;
     check_fields(parsed)
+}
+
+/// A header name httparse refuses (not an HTTP token): a line NGINX may ignore (`rewrite`).
+pub const INVALID_HEADER_NAME: Rejection = Rejection {
+    status: 400,
+    reason: "client sent invalid header line",
+};
+
+/// Whether a parsed head must be rewritten (`rewrite`) before it is used: its target is in
+/// absolute form, or a header name is one NGINX ignores under `limits`.
+pub fn needs_rewrite(parsed: &httparse::Request, limits: &ClientLimits) -> bool {
+    parsed
+        .path
+        .is_some_and(|p| absolute_form(p.as_bytes()).is_some())
+        || (limits.ignore_invalid_headers
+            && parsed
+                .headers
+                .iter()
+                .any(|f| ignored_name(f.name.as_bytes(), limits)))
+}
+
+/// Whether NGINX ignores a header line with this name (`ignore_invalid_headers`): a name with
+/// characters other than letters, digits and `-`, or `_` without `underscores_in_headers`.
+fn ignored_name(name: &[u8], limits: &ClientLimits) -> bool {
+    limits.ignore_invalid_headers
+        && !name.iter().all(|b| {
+            b.is_ascii_alphanumeric() || *b == b'-' || (*b == b'_' && limits.underscores_in_headers)
+        })
+}
+
+/// The authority and the rest (path and query) of an absolute-form target.
+fn absolute_form(target: &[u8]) -> Option<(&[u8], &[u8])> {
+    let rest = [b"http://".as_slice(), b"https://"]
+        .iter()
+        .find_map(|scheme| {
+            target
+                .get(..scheme.len())
+                .filter(|s| s.eq_ignore_ascii_case(scheme))
+                .map(|_| &target[scheme.len()..])
+        })?;
+    let end = rest
+        .iter()
+        .position(|b| matches!(b, b'/' | b'?' | b'#'))
+        .unwrap_or(rest.len());
+    Some(rest.split_at(end))
+}
+
+/// The head as NGINX would use it, when that is not the head as sent: header lines NGINX
+/// ignores are dropped (logged at `info`, as NGINX does), and an absolute-form target becomes
+/// origin-form with its authority as `Host` (RFC 9112 §3.2.2). `Ok(None)`: nothing to change.
+/// Lines the parser must refuse (a name with white space, no colon) are left for it to refuse.
+pub fn rewrite(head: &[u8], limits: &ClientLimits) -> Result<Option<Vec<u8>>, Rejection> {
+    let mut out = Vec::with_capacity(head.len());
+    let mut changed = false;
+    let mut authority: Option<&[u8]> = None;
+    let mut request_line = true;
+    for line in head.split_inclusive(|b| *b == b'\n') {
+        let text = line.strip_suffix(b"\n").unwrap_or(line);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if request_line {
+            if text.is_empty() {
+                // an empty line before the request line (RFC 9112 §2.2)
+                changed = true;
+                continue;
+            }
+            request_line = false;
+            let mut parts = text.splitn(3, |b| *b == b' ');
+            let (Some(method), Some(target), Some(version)) =
+                (parts.next(), parts.next(), parts.next())
+            else {
+                out.extend_from_slice(line);
+                continue;
+            };
+            match absolute_form(target) {
+                Some((host, rest)) => {
+                    if !valid_host(host) || host.contains(&b'@') {
+                        return Err(reject(400, "client sent invalid host in request line"));
+                    }
+                    authority = Some(host);
+                    changed = true;
+                    out.extend_from_slice(method);
+                    out.push(b' ');
+                    if !rest.starts_with(b"/") {
+                        out.push(b'/');
+                    }
+                    out.extend_from_slice(rest);
+                    out.push(b' ');
+                    out.extend_from_slice(version);
+                    out.extend_from_slice(b"\r\n");
+                }
+                None => out.extend_from_slice(line),
+            }
+            continue;
+        }
+        if text.is_empty() {
+            out.extend_from_slice(b"\r\n");
+            break;
+        }
+        let Some(colon) = text.iter().position(|b| *b == b':') else {
+            out.extend_from_slice(line);
+            continue;
+        };
+        let name = &text[..colon];
+        if name.is_empty() || name.iter().any(|b| *b <= b' ' || *b == 0x7f) {
+            out.extend_from_slice(line);
+        } else if let Some(host) = authority.filter(|_| name.eq_ignore_ascii_case(b"host")) {
+            out.extend_from_slice(b"Host: ");
+            out.extend_from_slice(host);
+            out.extend_from_slice(b"\r\n");
+            changed = true;
+        } else if ignored_name(name, limits) {
+            log::info!(
+                "client sent invalid header line: \"{}\"",
+                text[..text.len().min(256)].escape_ascii()
+            );
+            changed = true;
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    Ok(changed.then_some(out))
 }
 
 /// Whether the request line names a version above HTTP/1 (`HTTP/2.0` on an HTTP/1 connection:
@@ -295,8 +419,10 @@ fn reg_name_char(b: u8) -> bool {
 mod tests {
     use super::*;
 
+    const MAX_HEAD_LINE: usize = 8 * 1024;
+
     fn scan_all(buf: &[u8]) -> Result<Option<usize>, Rejection> {
-        HeadScan::default().advance(buf)
+        HeadScan::new(&ClientLimits::default()).advance(buf)
     }
 
     fn check(head: &str) -> Result<Framing, Rejection> {
@@ -312,7 +438,7 @@ mod tests {
     #[test]
     fn scan_finds_the_end_in_pieces_and_bounds_lines() {
         let head = b"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\nrest";
-        let mut scan = HeadScan::default();
+        let mut scan = HeadScan::new(&ClientLimits::default());
         for end in 1..head.len() {
             match scan.advance(&head[..end]) {
                 Ok(Some(len)) => {
@@ -409,5 +535,49 @@ mod tests {
             "X: 1\r\n".repeat(MAX_FIELDS)
         );
         assert_eq!(status(&many), 400);
+    }
+
+    #[test]
+    fn rewrites_absolute_targets_and_drops_ignored_lines() {
+        let nginx = ClientLimits::default();
+        let rewrite_str = |head: &str, limits: &ClientLimits| {
+            rewrite(head.as_bytes(), limits)
+                .map(|o| o.map(|v| String::from_utf8_lossy(&v).into_owned()))
+        };
+        assert_eq!(
+            rewrite_str(
+                "GET http://h.example:81/a?b HTTP/1.1\r\nHost: x\r\nX: 1\r\n\r\n",
+                &nginx
+            ),
+            Ok(Some(
+                "GET /a?b HTTP/1.1\r\nHost: h.example:81\r\nX: 1\r\n\r\n".into()
+            ))
+        );
+        assert_eq!(
+            rewrite_str("\r\nGET https://h?q HTTP/1.1\nHost: x\n\n", &nginx),
+            Ok(Some("GET /?q HTTP/1.1\r\nHost: h\r\n\r\n".into()))
+        );
+        assert_eq!(
+            rewrite_str("GET / HTTP/1.1\r\nA_B: 1\r\nC.D: 2\r\nE: 3\r\n\r\n", &nginx),
+            Ok(Some("GET / HTTP/1.1\r\nE: 3\r\n\r\n".into()))
+        );
+        let underscores = ClientLimits {
+            underscores_in_headers: true,
+            ..nginx
+        };
+        assert_eq!(
+            rewrite_str("GET / HTTP/1.1\r\nA_B: 1\r\nC.D: 2\r\n\r\n", &underscores),
+            Ok(Some("GET / HTTP/1.1\r\nA_B: 1\r\n\r\n".into()))
+        );
+        // a name with white space is left for the parser to refuse; nothing to change
+        assert_eq!(
+            rewrite_str("GET / HTTP/1.1\r\nA : 1\r\n\r\n", &nginx),
+            Ok(None)
+        );
+        assert_eq!(
+            rewrite_str("GET http://u@h/ HTTP/1.1\r\nHost: h\r\n\r\n", &nginx)
+                .map_err(|r| r.status),
+            Err(400)
+        );
     }
 }

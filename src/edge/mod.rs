@@ -9,9 +9,8 @@
 //! routing, cache lookup, header rules, metrics and access log (`request`, shared with `proxy`).
 
 pub mod head;
-pub mod wire;
 
-use crate::config::Config;
+use crate::config::{ClientLimits, Config};
 use crate::output;
 use crate::proxy::error_page;
 use crate::proxy::Proxy;
@@ -21,10 +20,11 @@ use crate::request::memory_tier::{self, MemoryHit};
 use crate::request::route;
 use crate::request::vars::{Conn, RequestVars};
 use crate::state::State;
+use crate::wire::{Framing, Wire};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use head::{Framing, HeadScan, Rejection};
+use head::{HeadScan, Rejection};
 use http::{header, Method, Version};
 use pingora_core::apps::{HttpServerApp, ServerApp};
 use pingora_core::protocols::http::ServerSession;
@@ -36,10 +36,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::time::{timeout, timeout_at};
-use wire::Wire;
 
-/// How long an idle keep-alive connection is kept (NGINX `keepalive_timeout` is 75 s).
-const KEEPALIVE: Duration = Duration::from_secs(60);
 /// Bodies up to this size are copied behind the header for a single write.
 const COALESCE: usize = 16 * 1024;
 
@@ -74,6 +71,20 @@ enum Verdict {
     HandOff(Framing),
     /// A head NGINX would refuse: answered here, and the connection closed.
     Refuse(Rejection),
+    /// A head NGINX accepts in another shape: this head replaces it.
+    Rewrite(Vec<u8>),
+}
+
+/// What the edge knows when a head is whole.
+struct Turn<'a> {
+    conn: Conn<'a>,
+    limits: ClientLimits,
+    /// Some zone has a memory tier, so the edge may answer.
+    memory_tier: bool,
+    /// The connection may be kept after this request (not shutting down, keep-alive limits).
+    may_keep: bool,
+    /// The head was rewritten already (`head::rewrite`).
+    rewritten: bool,
 }
 
 /// What the edge does with a parsed head.
@@ -104,10 +115,11 @@ impl ServerApp for Edge {
             client: client.as_ref(),
             server: server.as_ref(),
         };
-        // Without a memory tier there is nothing for the edge to answer: it only waits for
-        // each request head (idle and header timeouts, shutdown) and hands the bytes to Pingora
-        // unparsed.
-        let parse = self.state.load().cfg.zones.iter().any(|z| z.memory > 0);
+        // Without a memory tier there is nothing for the edge to answer: it reads and checks
+        // each request head and hands it on.
+        let memory_tier = self.state.load().cfg.zones.iter().any(|z| z.memory > 0);
+        // Requests answered on this connection so far (NGINX `keepalive_requests`).
+        let mut served: u64 = 0;
         let mut wire = Box::new(Wire::new(stream));
         let mut out = BytesMut::new();
         let mut stopping = shutdown.clone();
@@ -118,7 +130,15 @@ impl ServerApp for Edge {
             // a new head: its clock starts with its first bytes (or the next read, for bytes
             // left over from the last request)
             head_since = None;
-            let mut scan = HeadScan::default();
+            let limits = self.state.load().cfg.client;
+            let mut scan = HeadScan::new(&limits);
+            let mut turn = Turn {
+                conn,
+                limits,
+                memory_tier,
+                may_keep: false,
+                rewritten: false,
+            };
             // Read until a whole head is buffered (or it is not ours to parse).
             let next = loop {
                 let mut head_len = 0;
@@ -128,7 +148,11 @@ impl ServerApp for Edge {
                         Ok(None) => Verdict::Incomplete,
                         Ok(Some(len)) => {
                             head_len = len;
-                            self.answer(&wire.buf[..len], conn, shutdown, &mut out, parse)
+                            // NGINX `keepalive_requests`: the last one closes the connection.
+                            turn.may_keep = !*shutdown.borrow()
+                                && !limits.keepalive_timeout.is_zero()
+                                && served + 1 < limits.keepalive_requests;
+                            self.answer(&wire.buf[..len], &turn, &mut out)
                         }
                     };
                     match verdict {
@@ -182,6 +206,15 @@ impl ServerApp for Edge {
                             Box::pin(self.refuse(&mut w.stream, &w.buf, conn, rejection)).await;
                             return None;
                         }
+                        Verdict::Rewrite(head) => {
+                            let rest = wire.buf.split_off(head_len);
+                            wire.buf.clear();
+                            wire.buf.extend_from_slice(&head);
+                            wire.buf.unsplit(rest);
+                            scan = HeadScan::new(&limits);
+                            turn.rewritten = true;
+                            continue;
+                        }
                         Verdict::Incomplete => {}
                     }
                 }
@@ -208,8 +241,15 @@ impl ServerApp for Edge {
                 if *stopping.borrow() {
                     return None;
                 }
+                // NGINX: `client_header_timeout` for the first request, `keepalive_timeout`
+                // between requests.
+                let idle = if served == 0 {
+                    self.state.load().cfg.client_header_timeout
+                } else {
+                    limits.keepalive_timeout
+                };
                 let read = tokio::select! {
-                    r = timeout(KEEPALIVE, wire.read_more()) => r,
+                    r = timeout(idle, wire.read_more()) => r,
                     _ = stopping.changed() => return None,
                 };
                 match read {
@@ -218,15 +258,19 @@ impl ServerApp for Edge {
                     _ => return None,
                 }
             };
+            served += 1;
             match next {
                 Next::Answered { keepalive: true } => {}
                 Next::Answered { keepalive: false } => return None,
                 Next::HandOff { head, framing } => {
                     // The session reads this one request through the wire; what the client
                     // sends after it stays in the wire's buffer for the edge.
-                    wire.hand_on(head, framing);
+                    wire.hand_on(head, framing, turn.may_keep);
                     let mut session = ServerSession::new_http1(wire);
-                    session.set_keepalive((!*shutdown.borrow()).then_some(KEEPALIVE.as_secs()));
+                    session.set_keepalive(
+                        turn.may_keep
+                            .then_some(limits.keepalive_timeout.as_secs().max(1)),
+                    );
                     let reused = self.proxy.process_new_http(session, shutdown).await?;
                     // The persistent settings carry nothing we use: the wire keeps what
                     // follows the request, and the edge counts requests.
@@ -246,26 +290,25 @@ impl ServerApp for Edge {
 }
 
 impl Edge {
-    /// Check the whole head `head` and, where a memory tier may answer it (`memory_tier`)
-    /// and it is a fresh HIT there, put the response in `out`.
-    fn answer(
-        &self,
-        head: &[u8],
-        conn: Conn,
-        shutdown: &ShutdownWatch,
-        out: &mut BytesMut,
-        memory_tier: bool,
-    ) -> Verdict {
+    /// Check the whole head `head` and, where a memory tier may answer it and it is a fresh
+    /// HIT there, put the response in `out`.
+    fn answer(&self, head: &[u8], turn: &Turn, out: &mut BytesMut) -> Verdict {
         let mut room = head::fields();
         let mut parsed = httparse::Request::new(&mut []);
         let framing = match head::parse(head, &mut room, &mut parsed) {
+            Ok(_) if !turn.rewritten && head::needs_rewrite(&parsed, &turn.limits) => {
+                return rewrite(head, &turn.limits, None)
+            }
             Ok(framing) => framing,
+            Err(rejection) if rejection == head::INVALID_HEADER_NAME && !turn.rewritten => {
+                return rewrite(head, &turn.limits, Some(rejection))
+            }
             Err(rejection) => return Verdict::Refuse(rejection),
         };
-        if !memory_tier {
+        if !turn.memory_tier {
             return Verdict::HandOff(framing);
         }
-        match self.answer_parsed(&parsed, head.len(), conn, shutdown, out) {
+        match self.answer_parsed(&parsed, head.len(), turn, out) {
             Some(a) => Verdict::Answer(a),
             None => Verdict::HandOff(framing),
         }
@@ -310,8 +353,7 @@ impl Edge {
         &self,
         parsed: &httparse::Request,
         used: usize,
-        conn: Conn,
-        shutdown: &ShutdownWatch,
+        turn: &Turn,
         out: &mut BytesMut,
     ) -> Option<Answered> {
         let method = match parsed.method {
@@ -368,15 +410,15 @@ impl Edge {
             req.append_header(name, value).ok()?;
         }
         pingora_core::protocols::http::authority::validate_request_authority(&req).ok()?;
-        if route::check_head(&req).is_err() || req.uri.path() != raw_path {
+        if route::check_head(&req, &turn.limits).is_err() || req.uri.path() != raw_path {
             return None;
         }
         let mut ctx = Ctx::new(state);
         ctx.path = norm;
         ctx.assign_location(&req, loc);
-        let hit = memory_tier::lookup(&req, conn, &mut ctx)?;
+        let hit = memory_tier::lookup(&req, turn.conn, &mut ctx)?;
         // `close` wins over `keep-alive` (RFC 9112 §9.6); HTTP/1.0 keeps only when asked.
-        let keepalive = !close && (keep || version == Version::HTTP_11) && !*shutdown.borrow();
+        let keepalive = turn.may_keep && !close && (keep || version == Version::HTTP_11);
         let tail = write_response(&hit, keepalive, out);
         Some(Answered {
             used,
@@ -386,6 +428,20 @@ impl Edge {
             ctx,
             hit,
         })
+    }
+}
+
+/// The verdict on a head `head::needs_rewrite` or the parser (`refused`) found wanting: its
+/// rewrite, or the refusal when there is nothing to rewrite.
+fn rewrite(head: &[u8], limits: &ClientLimits, refused: Option<Rejection>) -> Verdict {
+    match head::rewrite(head, limits) {
+        Ok(Some(new)) => Verdict::Rewrite(new),
+        Ok(None) => match refused {
+            Some(rejection) => Verdict::Refuse(rejection),
+            // (not expected) parsed again as it is, not rewritten again
+            None => Verdict::Rewrite(head.to_vec()),
+        },
+        Err(rejection) => Verdict::Refuse(rejection),
     }
 }
 

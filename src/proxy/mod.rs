@@ -19,6 +19,7 @@ use crate::request::route::route;
 use crate::request::vars::{apply_header_rules_for, host, RequestVars};
 use crate::state::State;
 use crate::uri;
+use crate::wire::Wire;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
@@ -98,6 +99,16 @@ impl ProxyHttp for Proxy {
         // applies it per body write; large bodies go out in several writes, `output`).
         session.set_write_timeout(Some(ctx.state.cfg.send_timeout));
         headers::drop_unnamed_upgrade(session.req_header_mut());
+        // The edge's keep-alive verdict (`keepalive_requests`, `keepalive_timeout: 0`,
+        // shutdown); Pingora's session only reads the request's `Connection`.
+        if session
+            .as_downstream()
+            .stream()
+            .and_then(|s| s.as_any().downcast_ref::<Wire>())
+            .is_some_and(|w| !w.keep)
+        {
+            session.set_keepalive(None);
+        }
         let loc = match route(session.req_header(), ctx) {
             Ok(loc) => loc,
             Err(refusal) => {

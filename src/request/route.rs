@@ -2,7 +2,7 @@
 //! URI normalisation (`$uri`) and the choice of location.
 
 use super::context::Ctx;
-use crate::config::Config;
+use crate::config::{ClientLimits, Config};
 use crate::uri;
 use http::header;
 use pingora_http::RequestHeader;
@@ -11,20 +11,18 @@ use pingora_http::RequestHeader;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Refusal(pub u16);
 
-/// Longest request line and header line accepted (NGINX's `large_client_header_buffers 4 8k`).
-pub const MAX_HEAD_LINE: usize = 8 * 1024;
-
-/// Request-head checks NGINX makes and Pingora does not: 414 for a request line over 8 KiB,
-/// 400 for a header line over 8 KiB, 400 for HTTP/1.1 without `Host`.
-pub fn check_head(req: &RequestHeader) -> Result<(), Refusal> {
+/// Request-head checks NGINX makes and Pingora does not: 414 for a request line over the line
+/// limit (`large_client_header_buffers`), 400 for a header line over it, 400 for HTTP/1.1
+/// without `Host`.
+pub fn check_head(req: &RequestHeader, limits: &ClientLimits) -> Result<(), Refusal> {
     let target_len = req.uri.path_and_query().map_or(0, |p| p.as_str().len());
-    if target_len + req.method.as_str().len() + 10 > MAX_HEAD_LINE {
+    if target_len + req.method.as_str().len() + 10 > limits.header_line {
         return Err(Refusal(414));
     }
     if req
         .headers
         .iter()
-        .any(|(n, v)| n.as_str().len() + v.len() + 2 > MAX_HEAD_LINE)
+        .any(|(n, v)| n.as_str().len() + v.len() + 2 > limits.header_line)
     {
         return Err(Refusal(400));
     }
@@ -50,7 +48,7 @@ pub fn locate(cfg: &Config, path: &str) -> Result<usize, Refusal> {
 /// Every step in order for a parsed request: head checks, normalisation (`ctx.path`), the
 /// location and what it assigns (`Ctx::assign_location`).
 pub fn route(req: &RequestHeader, ctx: &mut Ctx) -> Result<usize, Refusal> {
-    check_head(req)?;
+    check_head(req, &ctx.cfg().client)?;
     ctx.path = normalize(req.uri.path())?;
     let loc = locate(&ctx.state.cfg, &ctx.path)?;
     ctx.assign_location(req, loc);

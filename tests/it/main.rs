@@ -25,6 +25,7 @@ mod config_cli;
 mod e2e_alertmanager;
 mod edge;
 mod edge_head;
+mod edge_rewrite;
 mod harness_smoke;
 mod ops;
 mod pipelining;

@@ -243,6 +243,10 @@ fn reload_under_load_drops_nothing() {
                     match res {
                         Ok(r) if r.status == 200 => {
                             ok.fetch_add(1, Ordering::Relaxed);
+                            // `keepalive_requests` (1000) closes a connection now and then
+                            if r.header("connection") == Some("close") {
+                                conn = Connection::connect(port);
+                            }
                         }
                         _ => {
                             failed.fetch_add(1, Ordering::Relaxed);

@@ -6,6 +6,7 @@
 //! errors name it and `span` turns it into a line and column.
 
 mod cache;
+mod client;
 mod compression;
 mod locations;
 mod server;
@@ -65,6 +66,7 @@ impl Compiler {
         let send_timeout = self.client_timeout("send_timeout", raw.send_timeout.as_ref())?;
         let client_header_timeout =
             self.client_timeout("client_header_timeout", raw.client_header_timeout.as_ref())?;
+        let client = self.client_limits(&raw)?;
         let file_cache = self.file_cache(raw.file_cache.as_ref())?;
         let shutdown_delay = self.shutdown_delay(raw.shutdown_delay.as_ref())?;
         let error_log = self.error_log(raw.error_log.as_ref())?;
@@ -91,6 +93,7 @@ impl Compiler {
             client_write_buffer,
             send_timeout,
             client_header_timeout,
+            client,
             file_cache,
             shutdown_delay,
             error_log,

@@ -1,9 +1,9 @@
-//! The client connection under the edge: the edge reads request heads into its buffer, and
-//! while Pingora's HTTP/1 session handles one request the same connection yields that session
-//! the request's bytes and nothing past them. Bytes that arrive meanwhile (pipelined requests)
-//! stay in the buffer for the edge, so Pingora never reads a byte the edge has not accepted.
+//! A plain client connection as the edge owns it: the edge reads request heads into its
+//! buffer, and while Pingora's HTTP/1 session handles one request the same connection yields
+//! that session the request's bytes and nothing past them. Bytes that arrive meanwhile
+//! (pipelined requests) stay in the buffer for the edge, so Pingora never reads a byte the edge
+//! has not accepted. The proxy's phases read what the edge decided about the request from it.
 
-use super::head::Framing;
 use bytes::{Buf, BytesMut};
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::{
@@ -20,6 +20,19 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 /// `large_client_header_buffers`, and some of its body); past it the socket is not read, and
 /// the client waits as TCP makes it.
 const KEEP_MAX: usize = 64 * 1024;
+
+/// How the body of an accepted request ends (RFC 9112 §6.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// No body.
+    Empty,
+    /// `Content-Length` bytes.
+    Length(u64),
+    /// A chunked body, up to its last chunk and trailer section.
+    Chunked,
+    /// An upgrade request: everything until the connection closes belongs to it.
+    Tunnel,
+}
 
 /// Where the request being handed on ends.
 #[derive(Debug)]
@@ -45,6 +58,9 @@ pub struct Wire {
     granted: usize,
     /// The client has closed its side.
     eof: bool,
+    /// The connection may carry another request after the one handed on (the edge's keep-alive
+    /// limits and shutdown; the session's own reading of `Connection` comes on top).
+    pub keep: bool,
 }
 
 impl Wire {
@@ -55,12 +71,14 @@ impl Wire {
             extent: Extent::Done,
             granted: 0,
             eof: false,
+            keep: true,
         }
     }
 
     /// Hand on the request whose head is the first `head` bytes of the buffer and whose body
     /// is framed by `framing`: reads yield exactly its bytes from now on.
-    pub fn hand_on(&mut self, head: usize, framing: Framing) {
+    pub fn hand_on(&mut self, head: usize, framing: Framing, keep: bool) {
+        self.keep = keep;
         self.extent = Extent::Head(head, framing);
         self.granted = 0;
         self.grant();
