@@ -26,6 +26,7 @@ mod e2e_alertmanager;
 mod edge;
 mod edge_head;
 mod harness_smoke;
+mod listeners;
 mod ops;
 mod proxying;
 mod routing;
