@@ -2,7 +2,7 @@
 //! pid file, and graceful shutdown (SIGTERM: stop accepting, exit 0 as soon as in-flight requests
 //! finish or the grace period ends; SIGINT: fast exit).
 
-use crate::admin::Admin;
+use crate::admin::AdminListener;
 use crate::config::{Config, LogTarget};
 use crate::edge::Edge;
 use crate::lifecycle::{inflight, start_draining};
@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora_core::services::background::background_service;
 use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -109,6 +110,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
     for addr in &cfg.listen {
         std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     }
+    // The admin socket is bound once, here, and served as it is: a taken port stops the start.
+    let admin_socket = cfg
+        .admin
+        .as_ref()
+        .map(|a| crate::admin::bind(a.listen))
+        .transpose()?;
     let state = State::build(cfg.clone()).map_err(|e| format!("cannot start: {e}"))?;
     let grace = cfg.grace_period;
     let conf = ServerConf {
@@ -149,26 +156,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
         );
     }
     server.add_service(svc);
-    if let Some(admin) = &cfg.admin {
-        match std::net::TcpListener::bind(admin.listen) {
-            Ok(_) => {
-                let mut a = pingora_core::services::listening::Service::new(
-                    "admin".to_string(),
-                    Admin {
-                        state: shared.clone(),
-                    },
-                );
-                a.add_tcp(&admin.listen.to_string());
-                server.add_service(a);
-            }
-            Err(e) if admin.explicit => {
-                return Err(format!("cannot listen on {} (admin): {e}", admin.listen));
-            }
-            Err(e) => log::warn!(
-                "no admin listener (/healthz, /readyz, /metrics): {} is taken: {e}; set `admin: {{listen: ...}}` or `admin: off`",
-                admin.listen
-            ),
-        }
+    if let Some(socket) = admin_socket {
+        server.add_service(background_service(
+            "admin",
+            AdminListener::new(socket, shared.clone()),
+        ));
     }
     crate::reload::spawn(cfg.file.clone(), shared, cfg.reload_interval);
     if let Some(p) = &cfg.pid_file {

@@ -37,3 +37,41 @@ fn a_bad_single_listen_names_its_position() {
     );
     assert!(stderr.contains(&want), "want {want:?} in:\n{stderr}");
 }
+
+/// A taken admin port stops the start (exit 1, the address named) as a taken `listen` port
+/// does, rather than running without probes; the shipped config takes the admin address from
+/// `OUTRIGGER_ADMIN_LISTEN`.
+#[test]
+fn a_taken_admin_port_stops_the_start() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let admin = holder.local_addr().expect("local_addr").to_string();
+    let tmp = tempfile::Builder::new()
+        .prefix("outrigger-admin-")
+        .tempdir()
+        .expect("temp dir");
+    copy_shipped(tmp.path());
+    let port = free_port();
+    let config = tmp.path().join("conf/outrigger.yaml");
+    let mut cmd = std::process::Command::new(OUTRIGGER_BIN);
+    cmd.arg("-c")
+        .arg(&config)
+        .env("OUTRIGGER_LISTEN", format!("127.0.0.1:{port}"))
+        .env("OUTRIGGER_ADMIN_LISTEN", &admin)
+        .env("OUTRIGGER_CACHE_DIR", tmp.path().join("cache"))
+        .env_remove("OUTRIGGER_PID_FILE");
+    let mut p = Proxy::spawn(&mut cmd, tmp, config, port, 0);
+    let status = p.wait_exit(STARTUP_TIMEOUT);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(1),
+        "admin port {admin} taken: {status:?}\n{}",
+        p.logs()
+    );
+    let stderr = p.stderr();
+    assert!(
+        stderr.contains(&format!("cannot listen on {admin} (admin")),
+        "{stderr}"
+    );
+    no_panic_in_logs(&p);
+    drop(holder);
+}

@@ -101,7 +101,6 @@ impl Compiler {
         let Some(v) = v else {
             return Ok(Some(AdminConfig {
                 listen: DEFAULT_ADMIN_LISTEN,
-                explicit: false,
             }));
         };
         let listen = match v {
@@ -115,10 +114,7 @@ impl Compiler {
             _ if !self.flag("admin", Some(v), false)? => return Ok(None),
             _ => return Err(self.err("admin", "expected `off` or `{listen: addr:port}`")),
         };
-        Ok(Some(AdminConfig {
-            listen,
-            explicit: true,
-        }))
+        Ok(Some(AdminConfig { listen }))
     }
 
     /// `reload`: how often the file is checked (`None`: only on SIGHUP).

@@ -75,9 +75,8 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 ///
 /// A config without a top-level `admin:` gets `admin: {listen: "127.0.0.1:<a free port>"}`
 /// appended. Outrigger's default admin listener is `0.0.0.0:9145`, one port for the proxies of
-/// all the tests running in parallel (and any other outrigger on the machine): the loser of the
-/// race for it ran without an admin listener, or its admin thread panicked on a bind that
-/// another proxy had won in between, and `no_panic_in_logs` failed.
+/// all the tests running in parallel (and any other outrigger on the machine), and a taken admin
+/// port stops outrigger's start.
 pub fn start_proxy(config_yaml: &str) -> Proxy {
     start_proxy_opts(config_yaml, &ProxyOpts::default())
 }
