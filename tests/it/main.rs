@@ -32,4 +32,5 @@ mod ops;
 mod proxying;
 mod routing;
 mod shipped_configs;
+mod signals;
 mod static_files;

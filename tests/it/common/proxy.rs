@@ -196,15 +196,23 @@ impl Proxy {
     /// Panics if the child has already been reaped: its pid may be another process's by now,
     /// such as the outrigger of a test running in parallel in this process.
     ///
-    /// SIGTERM, SIGINT and SIGHUP are sent once the child catches them (5 s at most):
-    /// outrigger installs its SIGTERM and SIGINT handlers when its main loop starts, a moment
-    /// after its listeners accept, and a signal sent in between meets the default action and
-    /// kills it.
+    /// The signals outrigger handles are sent once the child catches them (5 s at most):
+    /// outrigger installs its handlers first thing in `main`, and a signal sent before (just
+    /// after the spawn) meets the default action, which kills it.
     pub fn signal(&self, sig: i32) {
         if let Some(st) = self.exited {
             panic!("signal {sig}: outrigger has already exited ({st})");
         }
-        if [libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&sig) {
+        let handled = [
+            libc::SIGTERM,
+            libc::SIGQUIT,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGWINCH,
+        ];
+        if handled.contains(&sig) {
             let deadline = Instant::now() + Duration::from_secs(5);
             while !self.catches(sig) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
