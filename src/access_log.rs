@@ -1,16 +1,22 @@
 //! The access log: one line per request in the configured NGINX `log_format`, written to stdout,
-//! stderr or a file. When `access_log: off` nothing is formatted.
+//! stderr or a file (reopened on demand, for SIGUSR1). When `access_log: off` nothing is
+//! formatted.
 
 use crate::config::{AccessLogConfig, LogTarget};
 use crate::template::{Template, VarSource};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 enum Out {
     Stdout,
     Stderr,
-    File(Mutex<File>),
+    File { path: PathBuf, file: Mutex<File> },
+}
+
+fn append(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().create(true).append(true).open(path)
 }
 
 /// An open access log.
@@ -25,14 +31,25 @@ impl AccessLog {
         let out = match &cfg.target {
             LogTarget::Stdout => Out::Stdout,
             LogTarget::Stderr => Out::Stderr,
-            LogTarget::File(p) => Out::File(Mutex::new(
-                OpenOptions::new().create(true).append(true).open(p)?,
-            )),
+            LogTarget::File(p) => Out::File {
+                path: p.clone(),
+                file: Mutex::new(append(p)?),
+            },
         };
         Ok(AccessLog {
             format: cfg.format.clone(),
             out,
         })
+    }
+
+    /// Open a file target again at its path (a rotated file is let go, a new one created);
+    /// stdout and stderr stay as they are.
+    pub fn reopen(&self) -> std::io::Result<()> {
+        if let Out::File { path, file } = &self.out {
+            let new = append(path)?;
+            *file.lock().unwrap_or_else(PoisonError::into_inner) = new;
+        }
+        Ok(())
     }
 
     /// Format one line (variables without a value render as `-`, like NGINX) and write it.
@@ -43,7 +60,7 @@ impl AccessLog {
         let res = match &self.out {
             Out::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),
             Out::Stderr => std::io::stderr().lock().write_all(line.as_bytes()),
-            Out::File(f) => match f.lock() {
+            Out::File { file, .. } => match file.lock() {
                 Ok(mut f) => f.write_all(line.as_bytes()),
                 Err(_) => Ok(()),
             },

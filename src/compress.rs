@@ -74,8 +74,9 @@ impl Encoding {
     }
 }
 
-/// Server preference among acceptable encodings.
-const PREFERENCE: [Encoding; 3] = [Encoding::Zstd, Encoding::Br, Encoding::Gzip];
+/// Every encoding outrigger produces, in the server's order of preference among acceptable
+/// ones.
+pub const PREFERENCE: [Encoding; 3] = [Encoding::Zstd, Encoding::Br, Encoding::Gzip];
 
 /// The q-value a client gives `enc` in an Accept-Encoding value (0 when not acceptable).
 fn q_of(accept: &str, enc: Encoding) -> f32 {

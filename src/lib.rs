@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod reload;
 pub mod server;
+pub mod signals;
 
 // Request handling: the HTTP/1 edge, Pingora's phases, and what both share.
 pub mod edge;

@@ -28,6 +28,13 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Before anything slow: a SIGTERM during start-up must not meet its default action.
+    if !cli.test {
+        if let Err(e) = outrigger::signals::install() {
+            eprintln!("outrigger: {e}");
+            return ExitCode::from(1);
+        }
+    }
     let cfg = match Config::load(&cli.config) {
         Ok(c) => c,
         Err(e) => {

@@ -49,7 +49,21 @@ fn histogram(r: &Registry, name: &str, help: &str, labels: &[&str]) -> Histogram
     h
 }
 
+/// `outrigger_config_reloads_total`'s results.
+const RELOAD_RESULTS: [&str; 2] = ["success", "failure"];
+
+/// `outrigger_upstream_errors_total`'s kinds.
+const UPSTREAM_ERROR_KINDS: [&str; 3] = ["connect", "timeout", "other"];
+
 pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
+    let m = metrics();
+    for result in RELOAD_RESULTS {
+        m.reloads.with_label_values(&[result]);
+    }
+    m
+});
+
+fn metrics() -> Metrics {
     let r = Registry::new();
     let inflight = IntGauge::new("outrigger_requests_in_flight", "Requests being handled")
         .expect("valid metric");
@@ -131,7 +145,7 @@ pub static METRICS: Lazy<Metrics> = Lazy::new(|| {
         inflight,
         registry: r,
     }
-});
+}
 
 /// The status classes, in the order of [`class_index`].
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
@@ -189,6 +203,30 @@ impl Metrics {
             cache: zone
                 .map(|z| CACHE_LABELS.map(|l| self.cache_lookups.with_label_values(&[z, l]))),
         }
+    }
+
+    /// Show the series of upstream `name` from the start, at 0: its errors of every kind and
+    /// its response-time histogram. (A series that appears only with its first event hides
+    /// that event from `rate()` and `increase()`.)
+    pub fn register_upstream(&self, name: &str) {
+        for kind in UPSTREAM_ERROR_KINDS {
+            self.upstream_errors.with_label_values(&[name, kind]);
+        }
+        self.upstream_seconds.with_label_values(&[name]);
+    }
+
+    /// Show the series of cache zone `name` from the start, at 0.
+    pub fn register_zone(&self, name: &str) {
+        self.cache_evictions.with_label_values(&[name]);
+        self.cache_inactive_removals.with_label_values(&[name]);
+        self.cache_bytes.with_label_values(&[name]);
+        self.cache_entries.with_label_values(&[name]);
+    }
+
+    /// Show the compression byte counters of content coding `encoding` from the start, at 0.
+    pub fn register_encoding(&self, encoding: &str) {
+        self.compress_in.with_label_values(&[encoding]);
+        self.compress_out.with_label_values(&[encoding]);
     }
 
     /// Refresh the gauges read at scrape time: requests in flight, and each zone's

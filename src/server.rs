@@ -1,21 +1,19 @@
-//! Process lifecycle: logging set-up, the Pingora server with our listeners and thread count, the
-//! pid file, and graceful shutdown (SIGTERM: stop accepting, exit 0 as soon as in-flight requests
-//! finish or the grace period ends; SIGINT: fast exit).
+//! Process lifecycle: logging set-up, the Pingora server with our listeners and thread count, and
+//! the pid file; the main loop ends when `signals.rs` says so.
 
-use crate::admin::Admin;
+use crate::admin::AdminListener;
 use crate::config::{Config, LogTarget};
 use crate::edge::Edge;
-use crate::lifecycle::{inflight, start_draining};
 use crate::proxy::Proxy;
+use crate::signals::{self, GracefulStop};
 use crate::state::State;
 use arc_swap::ArcSwap;
-use async_trait::async_trait;
 use pingora_core::listeners::{L4BufferSettings, ListenerConfig};
 use pingora_core::server::configuration::ServerConf;
-use pingora_core::server::{RunArgs, Server, ShutdownSignal, ShutdownSignalWatch};
+use pingora_core::server::{RunArgs, Server};
+use pingora_core::services::background::background_service;
 use std::io::Write;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Install the error log (`log` facade) at the config's level and target, NGINX-style lines.
 pub fn init_logging(cfg: &Config) {
@@ -41,66 +39,6 @@ pub fn init_logging(cfg: &Config) {
         .try_init();
 }
 
-struct Signals {
-    grace: Duration,
-    delay: Duration,
-    pid_file: Option<std::path::PathBuf>,
-}
-
-fn exit_now(pid_file: &Option<std::path::PathBuf>) -> ! {
-    if let Some(p) = pid_file {
-        let _ = std::fs::remove_file(p);
-    }
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
-    std::process::exit(0)
-}
-
-#[async_trait]
-impl ShutdownSignalWatch for Signals {
-    async fn recv(&self) -> ShutdownSignal {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            log::error!("cannot install signal handlers");
-            return ShutdownSignal::FastShutdown;
-        };
-        tokio::select! {
-            _ = term.recv() => {
-                start_draining();
-                if !self.delay.is_zero() {
-                    log::info!("SIGTERM: /readyz answers 503, closing listeners in {:?}", self.delay);
-                    tokio::time::sleep(self.delay).await;
-                }
-                log::info!("SIGTERM: draining {} in-flight request(s), grace {:?}", inflight(), self.grace);
-                let grace = self.grace;
-                let pid_file = self.pid_file.clone();
-                // Pingora stops accepting and then sleeps the whole grace period; we exit as
-                // soon as nothing is in flight.
-                std::thread::spawn(move || {
-                    let start = Instant::now();
-                    // let the listeners close and late requests register first
-                    std::thread::sleep(Duration::from_millis(50));
-                    while inflight() > 0 && start.elapsed() < grace {
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                    if inflight() > 0 {
-                        log::warn!("grace period over with {} request(s) in flight", inflight());
-                    }
-                    exit_now(&pid_file);
-                });
-                ShutdownSignal::GracefulTerminate
-            }
-            _ = int.recv() => {
-                log::info!("SIGINT: exiting");
-                exit_now(&self.pid_file);
-            }
-        }
-    }
-}
-
 /// Run the proxy with `cfg` until a signal stops it.
 pub fn run(cfg: Config) -> Result<(), String> {
     let cfg = Arc::new(cfg);
@@ -109,6 +47,12 @@ pub fn run(cfg: Config) -> Result<(), String> {
     for addr in &cfg.listen {
         std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
     }
+    // The admin socket is bound once, here, and served as it is: a taken port stops the start.
+    let admin_socket = cfg
+        .admin
+        .as_ref()
+        .map(|a| crate::admin::bind(a.listen))
+        .transpose()?;
     let state = State::build(cfg.clone()).map_err(|e| format!("cannot start: {e}"))?;
     let grace = cfg.grace_period;
     let conf = ServerConf {
@@ -149,28 +93,18 @@ pub fn run(cfg: Config) -> Result<(), String> {
         );
     }
     server.add_service(svc);
-    if let Some(admin) = &cfg.admin {
-        match std::net::TcpListener::bind(admin.listen) {
-            Ok(_) => {
-                let mut a = pingora_core::services::listening::Service::new(
-                    "admin".to_string(),
-                    Admin {
-                        state: shared.clone(),
-                    },
-                );
-                a.add_tcp(&admin.listen.to_string());
-                server.add_service(a);
-            }
-            Err(e) if admin.explicit => {
-                return Err(format!("cannot listen on {} (admin): {e}", admin.listen));
-            }
-            Err(e) => log::warn!(
-                "no admin listener (/healthz, /readyz, /metrics): {} is taken: {e}; set `admin: {{listen: ...}}` or `admin: off`",
-                admin.listen
-            ),
-        }
+    if let Some(socket) = admin_socket {
+        server.add_service(background_service(
+            "admin",
+            AdminListener::new(socket, shared.clone()),
+        ));
     }
-    crate::reload::spawn(cfg.file.clone(), shared, cfg.reload_interval);
+    crate::reload::spawn(cfg.file.clone(), shared.clone(), cfg.reload_interval);
+    signals::attach(shared, cfg.pid_file.clone());
+    if let Some(sig) = signals::stop_requested() {
+        log::info!("{sig} during start-up: exiting");
+        signals::exit_now();
+    }
     if let Some(p) = &cfg.pid_file {
         std::fs::write(p, format!("{}\n", std::process::id()))
             .map_err(|e| format!("cannot write pid file {}: {e}", p.display()))?;
@@ -182,11 +116,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
         cfg.threads
     );
     server.run(RunArgs {
-        shutdown_signal: Box::new(Signals {
+        shutdown_signal: Box::new(GracefulStop {
             grace,
             delay: cfg.shutdown_delay,
-            pid_file: cfg.pid_file.clone(),
         }),
     });
-    exit_now(&cfg.pid_file)
+    signals::exit_now()
 }

@@ -53,6 +53,15 @@ impl State {
             let c = l.cache.as_ref()?;
             cfg.zones.get(c.zone).map(|z| z.name.as_str())
         };
+        for u in &cfg.upstreams {
+            METRICS.register_upstream(&u.name);
+        }
+        for z in &cfg.zones {
+            METRICS.register_zone(&z.name);
+        }
+        for enc in crate::compress::PREFERENCE {
+            METRICS.register_encoding(enc.token());
+        }
         let metrics = cfg
             .locations
             .iter()

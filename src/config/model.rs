@@ -191,8 +191,6 @@ pub struct Location {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminConfig {
     pub listen: SocketAddr,
-    /// Written in the config (a failure to bind is fatal) rather than the default (a warning).
-    pub explicit: bool,
 }
 
 /// The compiled configuration. Immutable; shared as `Arc<Config>`.

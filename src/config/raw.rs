@@ -9,7 +9,8 @@ use serde_yaml::Value;
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawConfig {
-    pub listen: Vec<Value>,
+    /// One address or a list of them (`listen: 8080` as well as `listen: ["0.0.0.0:8080"]`).
+    pub listen: Value,
     #[serde(default)]
     pub threads: Option<Value>,
     #[serde(default)]

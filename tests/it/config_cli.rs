@@ -423,6 +423,7 @@ fn env_expansion_in_listen_and_upstream() {
         &cfg,
         "listen: [\"${OUTRIGGER_TEST_LISTEN}\"]\n\
          upstreams:\n  app: {address: \"${OUTRIGGER_TEST_APP_ADDR:-127.0.0.1:9}\"}\n\
+         admin: off\n\
          locations:\n  - prefix: /\n    proxy_pass: http://app\n",
     )
     .unwrap();
@@ -518,7 +519,7 @@ fn relative_paths_resolve_against_config_dir() {
         tmp.path(),
         "conf/x.yaml",
         format!(
-            "listen: [\"127.0.0.1:{port}\"]\npid_file: run.pid\n\
+            "listen: [\"127.0.0.1:{port}\"]\npid_file: run.pid\nadmin: off\n\
              locations:\n  - prefix: /\n    root: ../www\n"
         )
         .as_bytes(),
@@ -546,8 +547,10 @@ fn relative_config_path_with_relative_root() {
     write_file(
         tmp.path(),
         "conf/x.yaml",
-        format!("listen: [\"127.0.0.1:{port}\"]\nlocations:\n  - prefix: /\n    root: ../www\n")
-            .as_bytes(),
+        format!(
+            "listen: [\"127.0.0.1:{port}\"]\nadmin: off\nlocations:\n  - prefix: /\n    root: ../www\n"
+        )
+        .as_bytes(),
     );
     let p = spawn_by_hand(Path::new("conf/x.yaml"), tmp.path(), &[], port);
     let r = get(port, "/file");

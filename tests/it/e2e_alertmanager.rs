@@ -271,6 +271,10 @@ fn start_sidecar(work: &Path, alertmanager_addr: &str) -> (Daemon, u16) {
             cmd.arg("-c")
                 .arg(work.join("conf").join("outrigger.yaml"))
                 .env("OUTRIGGER_LISTEN", format!("127.0.0.1:{port}"))
+                .env(
+                    "OUTRIGGER_ADMIN_LISTEN",
+                    format!("127.0.0.1:{}", free_port()),
+                )
                 .env("ALERTMANAGER_ADDR", alertmanager_addr)
                 .env("OUTRIGGER_CACHE_DIR", work.join(format!("cache-{attempt}")))
                 .env_remove("OUTRIGGER_PID_FILE")

@@ -10,9 +10,10 @@
 //! Nothing here may change process-wide state (environment variables, the working directory):
 //! a child process gets its environment and working directory through its `Command`. Ports are
 //! free ports; `start_proxy` gives even the admin listener, whose default is the fixed
-//! `0.0.0.0:9145`, one of its own. (Proxies started by hand on a shipped or hand-written config,
-//! in `shipped_configs`, `e2e_alertmanager` and `config_cli`, keep that default; none of their
-//! tests looks at it.)
+//! `0.0.0.0:9145`, one of its own. A taken admin port stops outrigger's start, so proxies
+//! started by hand get one too: the shipped configs through `OUTRIGGER_ADMIN_LISTEN`
+//! (`shipped_configs`, `e2e_alertmanager`, `listeners`), hand-written ones `admin: off`
+//! (`config_cli`).
 
 mod common;
 
@@ -27,10 +28,12 @@ mod edge;
 mod edge_head;
 mod edge_rewrite;
 mod harness_smoke;
+mod listeners;
 mod ops;
 mod pipelining;
 mod proxying;
 mod routing;
 mod shipped_configs;
+mod signals;
 mod static_files;
 mod upgrade;

@@ -79,6 +79,34 @@ fn upstream_errors_are_counted() {
     );
 }
 
+/// Every counter, and the upstream histogram, is on `/metrics` at 0 before its first event, so
+/// that `rate()` sees the first one; one scrape before any traffic.
+#[test]
+fn metrics_start_at_zero() {
+    let origin = start_origin();
+    let p = start_proxy(&config(&origin.addr(), "one"));
+    let text = get(p.port2, "/metrics").text();
+    for needle in [
+        r#"outrigger_upstream_errors_total{kind="connect",upstream="up"} 0"#,
+        r#"outrigger_upstream_errors_total{kind="timeout",upstream="up"} 0"#,
+        r#"outrigger_upstream_errors_total{kind="other",upstream="up"} 0"#,
+        r#"outrigger_upstream_response_seconds_count{upstream="up"} 0"#,
+        r#"outrigger_cache_evictions_total{zone="z"} 0"#,
+        r#"outrigger_cache_inactive_removals_total{zone="z"} 0"#,
+        r#"outrigger_config_reloads_total{result="success"} 0"#,
+        r#"outrigger_config_reloads_total{result="failure"} 0"#,
+        r#"outrigger_compression_input_bytes_total{encoding="gzip"} 0"#,
+        r#"outrigger_compression_output_bytes_total{encoding="zstd"} 0"#,
+        r#"outrigger_requests_total{location="/",status="5xx"} 0"#,
+        r#"outrigger_cache_requests_total{status="STALE",zone="z"} 0"#,
+    ] {
+        assert!(
+            text.lines().any(|l| l == needle),
+            "metrics lack `{needle}`:\n{text}"
+        );
+    }
+}
+
 #[test]
 fn readyz_is_503_while_draining() {
     let origin = start_origin();

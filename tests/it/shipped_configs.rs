@@ -30,6 +30,10 @@ impl Shipped {
         cmd.arg("-c")
             .arg(&config_path)
             .env("OUTRIGGER_LISTEN", &listen)
+            .env(
+                "OUTRIGGER_ADMIN_LISTEN",
+                format!("127.0.0.1:{}", free_port()),
+            )
             .env("OUTRIGGER_CACHE_DIR", tmp.path().join("cache"))
             .env_remove("OUTRIGGER_PID_FILE")
             .envs(env.iter().copied())

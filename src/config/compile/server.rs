@@ -57,53 +57,64 @@ const DEFAULT_TYPE: &str = "application/octet-stream";
 const DEFAULT_SERVER_NAME: &str = "localhost";
 
 impl Compiler {
-    /// `listen`: `addr:port` or a bare port.
-    pub(super) fn listen(&self, addrs: &[Value]) -> Result<Vec<SocketAddr>> {
-        if addrs.is_empty() {
+    /// `listen`: one address or a list of them, each `addr:port` or a bare port.
+    pub(super) fn listen(&self, v: &Value) -> Result<Vec<SocketAddr>> {
+        let listen = self.listen_addresses("listen", v)?;
+        if listen.is_empty() {
             return Err(self.err("listen", "at least one address is required"));
-        }
-        let mut listen = Vec::new();
-        for (i, v) in addrs.iter().enumerate() {
-            let at = format!("listen[{i}]");
-            let s = self.scalar(&at, v)?;
-            let s = if s.chars().all(|c| c.is_ascii_digit()) {
-                format!("{ANY_ADDRESS}:{s}")
-            } else {
-                s
-            };
-            let addr = socket_addr(&s).ok_or_else(|| {
-                self.err(
-                    &at,
-                    format!("invalid listen address `{s}` (expected `addr:port` or a port)"),
-                )
-            })?;
-            listen.push(addr);
         }
         Ok(listen)
     }
 
-    /// `admin`: `off` or `{listen: addr:port}`; on at [`DEFAULT_ADMIN_LISTEN`] when not written.
+    /// The addresses of a `listen` value at `at`: a scalar (`8080`, `"127.0.0.1:8080"`) is a
+    /// list of one, as NGINX's `listen 8080;` is written.
+    fn listen_addresses(&self, at: &str, v: &Value) -> Result<Vec<SocketAddr>> {
+        match v {
+            Value::Sequence(items) => items
+                .iter()
+                .enumerate()
+                .map(|(i, v)| self.listen_address(&format!("{at}[{i}]"), v))
+                .collect(),
+            v => Ok(vec![self.listen_address(at, v)?]),
+        }
+    }
+
+    /// One listen address at `at`: `addr:port`, or a bare port on [`ANY_ADDRESS`].
+    fn listen_address(&self, at: &str, v: &Value) -> Result<SocketAddr> {
+        let s = self.scalar(at, v)?;
+        let s = if !s.is_empty() && s.chars().all(|c| c.is_ascii_digit()) {
+            format!("{ANY_ADDRESS}:{s}")
+        } else {
+            s
+        };
+        socket_addr(&s).ok_or_else(|| {
+            self.err(
+                at,
+                format!("invalid listen address `{s}` (expected `addr:port` or a port)"),
+            )
+        })
+    }
+
+    /// `admin`: `off` or `{listen: addr:port}` (or a bare port); on at
+    /// [`DEFAULT_ADMIN_LISTEN`] when not written.
     pub(super) fn admin(&self, v: Option<&Value>) -> Result<Option<AdminConfig>> {
         let Some(v) = v else {
             return Ok(Some(AdminConfig {
                 listen: DEFAULT_ADMIN_LISTEN,
-                explicit: false,
             }));
         };
         let listen = match v {
             Value::Mapping(_) => {
                 let admin: RawAdmin = self.mapping("admin", v)?;
-                self.scalar("admin.listen", &admin.listen)?
+                match self.listen_addresses("admin.listen", &admin.listen)?[..] {
+                    [addr] => addr,
+                    _ => return Err(self.err("admin.listen", "expected one address")),
+                }
             }
             _ if !self.flag("admin", Some(v), false)? => return Ok(None),
             _ => return Err(self.err("admin", "expected `off` or `{listen: addr:port}`")),
         };
-        let addr = socket_addr(&listen)
-            .ok_or_else(|| self.err("admin.listen", format!("invalid address `{listen}`")))?;
-        Ok(Some(AdminConfig {
-            listen: addr,
-            explicit: true,
-        }))
+        Ok(Some(AdminConfig { listen }))
     }
 
     /// `reload`: how often the file is checked (`None`: only on SIGHUP).

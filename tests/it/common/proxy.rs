@@ -75,9 +75,8 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
 ///
 /// A config without a top-level `admin:` gets `admin: {listen: "127.0.0.1:<a free port>"}`
 /// appended. Outrigger's default admin listener is `0.0.0.0:9145`, one port for the proxies of
-/// all the tests running in parallel (and any other outrigger on the machine): the loser of the
-/// race for it ran without an admin listener, or its admin thread panicked on a bind that
-/// another proxy had won in between, and `no_panic_in_logs` failed.
+/// all the tests running in parallel (and any other outrigger on the machine), and a taken admin
+/// port stops outrigger's start.
 pub fn start_proxy(config_yaml: &str) -> Proxy {
     start_proxy_opts(config_yaml, &ProxyOpts::default())
 }
@@ -197,15 +196,23 @@ impl Proxy {
     /// Panics if the child has already been reaped: its pid may be another process's by now,
     /// such as the outrigger of a test running in parallel in this process.
     ///
-    /// SIGTERM, SIGINT and SIGHUP are sent once the child catches them (5 s at most):
-    /// outrigger installs its SIGTERM and SIGINT handlers when its main loop starts, a moment
-    /// after its listeners accept, and a signal sent in between meets the default action and
-    /// kills it.
+    /// The signals outrigger handles are sent once the child catches them (5 s at most):
+    /// outrigger installs its handlers first thing in `main`, and a signal sent before (just
+    /// after the spawn) meets the default action, which kills it.
     pub fn signal(&self, sig: i32) {
         if let Some(st) = self.exited {
             panic!("signal {sig}: outrigger has already exited ({st})");
         }
-        if [libc::SIGTERM, libc::SIGINT, libc::SIGHUP].contains(&sig) {
+        let handled = [
+            libc::SIGTERM,
+            libc::SIGQUIT,
+            libc::SIGINT,
+            libc::SIGHUP,
+            libc::SIGUSR1,
+            libc::SIGUSR2,
+            libc::SIGWINCH,
+        ];
+        if handled.contains(&sig) {
             let deadline = Instant::now() + Duration::from_secs(5);
             while !self.catches(sig) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(5));
