@@ -28,6 +28,7 @@ mod edge_head;
 mod harness_smoke;
 mod ops;
 mod proxying;
+mod redirects;
 mod routing;
 mod shipped_configs;
 mod static_files;

@@ -112,6 +112,10 @@ impl Compiler {
             matcher_at.push(at);
         }
         let router = Router::new(matchers).map_err(|(i, e)| self.err(&matcher_at[i], e))?;
+        // NGINX's `auto_redirect`: set by `proxy_pass` (the router looks only at names that end
+        // in `/`)
+        let router =
+            router.with_slash_redirects(|i| matches!(locations[i].handler, Handler::Proxy(_)));
         Ok((locations, router))
     }
 
