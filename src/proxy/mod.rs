@@ -296,6 +296,11 @@ impl ProxyHttp for Proxy {
         if ctx.cache_on {
             ctx.cache_status = policy::status_label(session.cache.phase(), ctx.cache_bypass);
         }
+        if let Handler::Proxy(p) = &location.handler {
+            // `proxy_redirect` as the answer is sent, a HIT's stored header too (as NGINX);
+            // before the invalidation, which then reads `Location` in the client's URI space
+            p.redirects.apply(resp);
+        }
         cache::invalidate_unsafe(session, ctx, resp);
         headers::from_upstream(resp)?;
         let status = resp.status.as_u16();

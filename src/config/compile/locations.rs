@@ -219,6 +219,7 @@ impl Compiler {
         for (key, is_written) in [
             ("buffering", loc.buffering.is_some()),
             ("proxy_set_header", loc.proxy_set_header.is_some()),
+            ("proxy_redirect", loc.proxy_redirect.is_some()),
         ] {
             if is_written {
                 return Err(self.key_err(
