@@ -425,15 +425,7 @@ pub fn plan(cfg: &Config, st: &StaticConfig, req: &RequestHeader, uri_path: &str
     }
     if meta.is_dir() {
         // NGINX redirects a directory without its trailing slash.
-        let mut loc = crate::uri::escape_path(&format!("{uri_path}/"));
-        if let Some(q) = req.uri.query() {
-            loc.push('?');
-            loc.push_str(q);
-        }
-        let mut h = base_header(301);
-        let _ = h.insert_header("Location", loc);
-        let _ = h.insert_header(header::CONTENT_LENGTH, 0);
-        return Plan::Head(h);
+        return Plan::Head(slash_redirect(uri_path, req.uri.query()));
     }
     if !meta.is_file() {
         return Plan::Error(404);
@@ -446,6 +438,21 @@ pub fn plan(cfg: &Config, st: &StaticConfig, req: &RequestHeader, uri_path: &str
         meta = m;
     }
     plan_file(cfg, st, req, file, &meta)
+}
+
+/// The `301` to `uri_path` with `/` appended (and the query string), NGINX's redirect of a
+/// directory and of a `proxy_pass` location's name without its slash. The `Location` is
+/// relative, and the body empty.
+pub fn slash_redirect(uri_path: &str, query: Option<&str>) -> Box<ResponseHeader> {
+    let mut loc = crate::uri::escape_path(&format!("{uri_path}/"));
+    if let Some(q) = query {
+        loc.push('?');
+        loc.push_str(q);
+    }
+    let mut h = base_header(301);
+    let _ = h.insert_header("Location", loc);
+    let _ = h.insert_header(header::CONTENT_LENGTH, 0);
+    h
 }
 
 fn base_header(status: u16) -> Box<ResponseHeader> {

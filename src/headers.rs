@@ -1,11 +1,12 @@
 //! Response header rules of a location: `expires` (and the per-path `expires_if`), `add_header`
-//! with NGINX's status rule, `set_header` (replaces), `hide_header`; and what every upstream
+//! with NGINX's status rule, `set_header` (replaces), `hide_header`; what every upstream
 //! response gets first (the `X-Accel-*` headers NGINX hides, the upstream connection's
-//! `Keep-Alive`, outrigger's `Server`); and the request's hop-by-hop `Upgrade` rule.
+//! `Keep-Alive`, outrigger's `Server`); the `Location`/`Refresh` rewrite of a proxy location
+//! (`proxy_redirect`, [`Redirects`]); and the request's hop-by-hop `Upgrade` rule.
 
 use crate::template::{Template, VarSource};
-use http::header::CACHE_CONTROL;
-use http::HeaderName;
+use http::header::{CACHE_CONTROL, LOCATION, REFRESH};
+use http::{HeaderName, HeaderValue};
 use pingora_http::{RequestHeader, ResponseHeader};
 use regex::Regex;
 use std::time::{Duration, SystemTime};
@@ -53,6 +54,84 @@ pub fn drop_unnamed_upgrade(req: &mut RequestHeader) {
     {
         req.remove_header(&http::header::UPGRADE);
     }
+}
+
+/// NGINX `proxy_redirect`: `(from, to)` pairs, tried in order on an upstream response's
+/// `Location` and on the URL after `url=` in its `Refresh`. The first `from` the value starts
+/// with (case-sensitive, as NGINX) is replaced by its `to`; the rest of the value is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redirects {
+    pairs: Vec<(String, String)>,
+}
+
+impl Redirects {
+    pub fn new(pairs: Vec<(String, String)>) -> Redirects {
+        Redirects { pairs }
+    }
+
+    pub fn pairs(&self) -> &[(String, String)] {
+        &self.pairs
+    }
+
+    /// Rewrite every `Location` and `Refresh` of `resp` that a pair matches.
+    pub fn apply(&self, resp: &mut ResponseHeader) {
+        if self.pairs.is_empty() {
+            return;
+        }
+        for (name, case) in [(LOCATION, "Location"), (REFRESH, "Refresh")] {
+            if !resp.headers.contains_key(&name) {
+                continue;
+            }
+            let mut changed = false;
+            let values: Vec<HeaderValue> = resp
+                .headers
+                .get_all(&name)
+                .iter()
+                .map(|v| {
+                    let at = if name == LOCATION {
+                        Some(0)
+                    } else {
+                        url_at(v.as_bytes())
+                    };
+                    match at.and_then(|at| self.rewrite(v.as_bytes(), at)) {
+                        Some(new) => {
+                            changed = true;
+                            new
+                        }
+                        None => v.clone(),
+                    }
+                })
+                .collect();
+            if changed {
+                resp.remove_header(&name);
+                for v in values {
+                    let _ = resp.append_header(case, v);
+                }
+            }
+        }
+    }
+
+    /// `value` with the first matching `from` at `at` replaced, if any matches.
+    fn rewrite(&self, value: &[u8], at: usize) -> Option<HeaderValue> {
+        let url = value.get(at..)?;
+        let (from, to) = self
+            .pairs
+            .iter()
+            .find(|(from, _)| url.starts_with(from.as_bytes()))?;
+        let mut out = Vec::with_capacity(value.len() + to.len());
+        out.extend_from_slice(&value[..at]);
+        out.extend_from_slice(to.as_bytes());
+        out.extend_from_slice(&url[from.len()..]);
+        HeaderValue::from_bytes(&out).ok()
+    }
+}
+
+/// Where the URL of a `Refresh` value starts: after its first `url=` (any case), as NGINX.
+fn url_at(value: &[u8]) -> Option<usize> {
+    value
+        .windows(4)
+        .position(|w| w.eq_ignore_ascii_case(b"url="))
+        .map(|i| i + 4)
 }
 
 /// NGINX `expires`.
@@ -263,5 +342,39 @@ mod tests {
         assert!(r.headers.get("cache-control").is_none());
         assert!(r.headers.get("expires").is_none());
         assert_eq!(r.headers.get("x-always").unwrap(), "1");
+    }
+
+    #[test]
+    fn redirects_rewrite_location_and_refresh_as_nginx() {
+        let r = Redirects::new(vec![
+            ("http://up:5000/".into(), "/api/".into()),
+            ("http://up:5000".into(), "/".into()),
+        ]);
+        let mut resp = ResponseHeader::build(302, None).unwrap();
+        resp.append_header("Location", "http://up:5000/x?q=1")
+            .unwrap();
+        resp.append_header("Refresh", "5; URL=http://up:5000/r")
+            .unwrap();
+        resp.append_header("X-Other", "http://up:5000/x").unwrap();
+        r.apply(&mut resp);
+        assert_eq!(resp.headers["location"], "/api/x?q=1");
+        assert_eq!(resp.headers["refresh"], "5; URL=/api/r");
+        assert_eq!(resp.headers["x-other"], "http://up:5000/x");
+        // no match: case-sensitive, another host, relative, a Refresh without `url=`
+        for (name, v) in [
+            ("Location", "HTTP://up:5000/x"),
+            ("Location", "http://other/x"),
+            ("Location", "/rel"),
+            ("Refresh", "3"),
+        ] {
+            let mut resp = ResponseHeader::build(302, None).unwrap();
+            resp.append_header(name, v).unwrap();
+            r.apply(&mut resp);
+            assert_eq!(resp.headers[name], v);
+        }
+        let mut resp = ResponseHeader::build(302, None).unwrap();
+        resp.append_header("Location", "http://up:5000").unwrap();
+        r.apply(&mut resp);
+        assert_eq!(resp.headers["location"], "/");
     }
 }

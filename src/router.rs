@@ -1,6 +1,8 @@
 //! NGINX location selection: `exact` (`=`) wins; otherwise the longest matching prefix, which wins
 //! outright when marked `no_regex` (`^~`); otherwise the first matching regex in config order;
-//! otherwise the longest prefix. Compiled once per config (one `RegexSet`), never per request.
+//! otherwise the longest prefix. And NGINX's slash redirect (`auto_redirect`): `/api` names
+//! `/api/` when a `proxy_pass` location is `/api/` and no location is `/api` itself. Compiled
+//! once per config (one `RegexSet`), never per request.
 
 use regex::RegexSet;
 use std::collections::HashMap;
@@ -27,6 +29,9 @@ pub struct Router {
     regexes: Option<RegexSet>,
     /// Location index of each pattern in `regexes`.
     regex_locations: Vec<usize>,
+    /// NGINX `auto_redirect`: a path one `/` short of a location that asks for it (`/api` for
+    /// `/api/`) → that location. Empty for most configs.
+    slash_redirects: HashMap<String, usize>,
 }
 
 impl Router {
@@ -73,10 +78,49 @@ impl Router {
             prefixes,
             regexes,
             regex_locations,
+            slash_redirects: HashMap::new(),
         })
     }
 
-    /// The location index for a normalised path, or `None` (404).
+    /// NGINX's `auto_redirect`, set on the locations for which `redirects(index)` holds (NGINX:
+    /// those with `proxy_pass`): a request for such a location's name without its trailing `/`
+    /// is redirected to it, unless a location (exact or prefix) has that name. When an exact and
+    /// a prefix location share the name, the exact one answers, as NGINX's location tree does.
+    pub fn with_slash_redirects(mut self, redirects: impl Fn(usize) -> bool) -> Router {
+        let mut slash = HashMap::new();
+        let bare_free = |name: &str| {
+            let bare = name.strip_suffix('/').filter(|b| !b.is_empty())?;
+            let taken = self.exact.contains_key(bare) || self.prefixes.iter().any(|p| p.0 == bare);
+            (!taken).then(|| bare.to_string())
+        };
+        for (name, i, _) in &self.prefixes {
+            if let Some(bare) = bare_free(name).filter(|_| redirects(*i)) {
+                slash.insert(bare, *i);
+            }
+        }
+        // NGINX's tree node holds both: either asks for the redirect, the exact one answers
+        for (name, &i) in &self.exact {
+            if let Some(bare) = bare_free(name) {
+                if redirects(i) || slash.contains_key(&bare) {
+                    slash.insert(bare, i);
+                }
+            }
+        }
+        self.slash_redirects = slash;
+        self
+    }
+
+    /// The location a normalised path is redirected to with a `/` appended (NGINX's
+    /// `auto_redirect`), checked before [`Router::find`].
+    pub fn slash_redirect(&self, path: &str) -> Option<usize> {
+        if self.slash_redirects.is_empty() {
+            return None;
+        }
+        self.slash_redirects.get(path).copied()
+    }
+
+    /// The location index for a normalised path, or `None` (404). The slash redirect is
+    /// [`Router::slash_redirect`]'s, which routing asks first.
     pub fn find(&self, path: &str) -> Option<usize> {
         if let Some(&i) = self.exact.get(path) {
             return Some(i);
@@ -150,5 +194,32 @@ mod tests {
     #[test]
     fn duplicates_are_errors() {
         assert!(Router::new(vec![prefix("/a", false), prefix("/a", true)]).is_err());
+    }
+
+    #[test]
+    fn slash_redirect_as_nginx_auto_redirect() {
+        let r = Router::new(vec![
+            prefix("/", false),            // 0
+            prefix("/api/", false),        // 1, proxy
+            prefix("/both/", false),       // 2, proxy
+            prefix("/both", false),        // 3
+            Matcher::Exact("/ex/".into()), // 4, proxy
+            prefix("/ex/", false),         // 5, proxy
+            prefix("/stat/", false),       // 6, static
+            Matcher::Exact("/e".into()),   // 7
+            prefix("/e/", true),           // 8, proxy
+            re("^/api$", false),           // 9
+        ])
+        .unwrap()
+        .with_slash_redirects(|i| [1, 2, 4, 5, 8].contains(&i));
+        assert_eq!(r.slash_redirect("/api"), Some(1));
+        assert_eq!(r.slash_redirect("/api/"), None);
+        assert_eq!(r.slash_redirect("/apix"), None);
+        assert_eq!(r.slash_redirect("/both"), None);
+        assert_eq!(r.slash_redirect("/ex"), Some(4));
+        assert_eq!(r.slash_redirect("/stat"), None);
+        assert_eq!(r.slash_redirect("/e"), None);
+        assert_eq!(r.slash_redirect("/"), None);
+        assert_eq!(r.find("/api"), Some(9));
     }
 }

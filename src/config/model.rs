@@ -2,7 +2,7 @@
 //! load by `compile` and shared as `Arc<Config>`.
 
 use crate::compress::CompressConfig;
-use crate::headers::HeaderRules;
+use crate::headers::{HeaderRules, Redirects};
 use crate::router::Router;
 use crate::template::Template;
 use http::HeaderName;
@@ -84,6 +84,8 @@ pub struct ProxyConfig {
     pub rewrite: Option<(String, String)>,
     pub set_headers: Vec<(HeaderName, Template)>,
     pub buffering: bool,
+    /// NGINX `proxy_redirect`: the upstream `Location`/`Refresh` rewrite (empty: `off`).
+    pub redirects: Redirects,
 }
 
 #[derive(Debug, Clone)]

@@ -182,6 +182,9 @@ pub struct RawLocation {
     pub proxy_pass: Option<String>,
     #[serde(default)]
     pub buffering: Option<Value>,
+    /// `default`, `off`, or a list of `{from, to}` (and `default`).
+    #[serde(default)]
+    pub proxy_redirect: Option<Value>,
 
     #[serde(default)]
     pub proxy_set_header: Option<IndexMap<String, Value>>,

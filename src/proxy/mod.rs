@@ -10,12 +10,13 @@ pub mod static_files;
 
 use crate::cache::policy;
 use crate::config::{Handler, Location, ProxyConfig};
+use crate::files;
 use crate::headers;
 use crate::metrics::METRICS;
 use crate::request::cache_key::variance_for;
 use crate::request::context::Ctx;
 use crate::request::log::log_request;
-use crate::request::route::route;
+use crate::request::route::{route, Routed};
 use crate::request::vars::{apply_header_rules_for, host, RequestVars};
 use crate::state::State;
 use crate::uri;
@@ -109,8 +110,9 @@ impl ProxyHttp for Proxy {
         {
             session.set_keepalive(None);
         }
-        let loc = match route(session.req_header(), ctx) {
-            Ok(loc) => loc,
+        let (loc, slash_redirect) = match route(session.req_header(), ctx) {
+            Ok(Routed::Location(loc)) => (loc, false),
+            Ok(Routed::SlashRedirect(loc)) => (loc, true),
             Err(refusal) => {
                 error_page::send_error(session, ctx, refusal.0, None).await?;
                 return Ok(true);
@@ -123,6 +125,14 @@ impl ProxyHttp for Proxy {
             // read what the client sends on for a moment, so that closing with unread bytes
             // does not reset the connection before the answer is read (NGINX's lingering close)
             let _ = tokio::time::timeout(error_page::LINGER, session.drain_request_body()).await;
+            return Ok(true);
+        }
+        if slash_redirect {
+            // NGINX's `auto_redirect`, after its `client_max_body_size` check
+            let req = session.req_header();
+            let mut h = files::slash_redirect(&ctx.path, req.uri.query());
+            apply_header_rules_for(session, ctx, location, &mut h);
+            session.write_response_header(h, true).await?;
             return Ok(true);
         }
         if session.req_header().method.as_str() == "PURGE" {
@@ -297,6 +307,11 @@ impl ProxyHttp for Proxy {
         };
         if ctx.cache_on {
             ctx.cache_status = policy::status_label(session.cache.phase(), ctx.cache_bypass);
+        }
+        if let Handler::Proxy(p) = &location.handler {
+            // `proxy_redirect` as the answer is sent, a HIT's stored header too (as NGINX);
+            // before the invalidation, which then reads `Location` in the client's URI space
+            p.redirects.apply(resp);
         }
         cache::invalidate_unsafe(session, ctx, resp);
         headers::from_upstream(resp)?;

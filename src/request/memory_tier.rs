@@ -6,6 +6,7 @@ use super::context::Ctx;
 use super::vars::{apply_header_rules, Conn, RequestVars};
 use crate::cache::memory::MemoryEntry;
 use crate::cache::policy;
+use crate::config::Handler;
 use bytes::Bytes;
 use http::header;
 use pingora_cache::key::{CacheHashKey, HashBinary};
@@ -112,6 +113,9 @@ pub fn lookup(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<MemoryHi
         && conditional_filter::not_modified_filter(req, &header);
     if not_modified {
         conditional_filter::to_304(&mut header);
+    }
+    if let Handler::Proxy(p) = &loc.handler {
+        p.redirects.apply(&mut header);
     }
     apply_header_rules(req, conn, ctx, loc, &mut header);
     Some(MemoryHit {

@@ -1,5 +1,6 @@
 //! Routing, the same on both paths: the request-head checks NGINX makes and Pingora does not,
-//! URI normalisation (`$uri`) and the choice of location.
+//! URI normalisation (`$uri`), the choice of location, and NGINX's slash redirect (`/api` →
+//! `/api/` for a `proxy_pass` location `/api/`).
 
 use super::context::Ctx;
 use crate::config::{ClientLimits, Config};
@@ -40,17 +41,45 @@ pub fn normalize(raw_path: &str) -> Result<String, Refusal> {
     uri::normalize(raw_path).map_err(|_| Refusal(400))
 }
 
-/// The location serving normalised `path` (404 when none matches).
+/// Where routing sends a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Routed {
+    /// The location serving it.
+    Location(usize),
+    /// A `301` to the path with `/` appended, answered in the name of this location (NGINX's
+    /// `auto_redirect`, which wins over any other match but an exact one).
+    SlashRedirect(usize),
+}
+
+fn find(cfg: &Config, path: &str) -> Result<Routed, Refusal> {
+    if let Some(loc) = cfg.router.slash_redirect(path) {
+        return Ok(Routed::SlashRedirect(loc));
+    }
+    cfg.router
+        .find(path)
+        .map(Routed::Location)
+        .ok_or(Refusal(404))
+}
+
+/// The location serving normalised `path` (404 when none matches; 301 when the slash redirect
+/// applies, which [`route`] answers: whoever gets a refusal here leaves it to `route`).
 pub fn locate(cfg: &Config, path: &str) -> Result<usize, Refusal> {
-    cfg.router.find(path).ok_or(Refusal(404))
+    match find(cfg, path)? {
+        Routed::Location(loc) => Ok(loc),
+        Routed::SlashRedirect(_) => Err(Refusal(301)),
+    }
 }
 
 /// Every step in order for a parsed request: head checks, normalisation (`ctx.path`), the
-/// location and what it assigns (`Ctx::assign_location`).
-pub fn route(req: &RequestHeader, ctx: &mut Ctx) -> Result<usize, Refusal> {
+/// location and what it assigns (`Ctx::assign_location`; a slash redirect only names its
+/// location, it has no upstream).
+pub fn route(req: &RequestHeader, ctx: &mut Ctx) -> Result<Routed, Refusal> {
     check_head(req, &ctx.cfg().client)?;
     ctx.path = normalize(req.uri.path())?;
-    let loc = locate(&ctx.state.cfg, &ctx.path)?;
-    ctx.assign_location(req, loc);
-    Ok(loc)
+    let routed = find(&ctx.state.cfg, &ctx.path)?;
+    match routed {
+        Routed::Location(loc) => ctx.assign_location(req, loc),
+        Routed::SlashRedirect(loc) => ctx.location = Some(loc),
+    }
+    Ok(routed)
 }

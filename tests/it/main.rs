@@ -32,6 +32,7 @@ mod listeners;
 mod ops;
 mod pipelining;
 mod proxying;
+mod redirects;
 mod routing;
 mod shipped_configs;
 mod signals;

@@ -112,6 +112,10 @@ impl Compiler {
             matcher_at.push(at);
         }
         let router = Router::new(matchers).map_err(|(i, e)| self.err(&matcher_at[i], e))?;
+        // NGINX's `auto_redirect`: set by `proxy_pass` (the router looks only at names that end
+        // in `/`)
+        let router =
+            router.with_slash_redirects(|i| matches!(locations[i].handler, Handler::Proxy(_)));
         Ok((locations, router))
     }
 
@@ -215,6 +219,7 @@ impl Compiler {
         for (key, is_written) in [
             ("buffering", loc.buffering.is_some()),
             ("proxy_set_header", loc.proxy_set_header.is_some()),
+            ("proxy_redirect", loc.proxy_redirect.is_some()),
         ] {
             if is_written {
                 return Err(self.key_err(

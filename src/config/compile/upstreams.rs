@@ -1,14 +1,16 @@
 //! `upstreams:` (address, timeouts, keep-alive) and a location's `proxy_pass`,
-//! `proxy_set_header` and `buffering`. Addresses are resolved once, here.
+//! `proxy_set_header`, `buffering` and `proxy_redirect`. Addresses are resolved once, here.
 
 use super::{inherit, literal_prefix, Compiler, Result, ServerDefaults};
 use crate::config::model::{ProxyConfig, Upstream};
 use crate::config::raw::{RawLocation, RawUpstream};
+use crate::headers::Redirects;
 use crate::router::Matcher;
 use crate::template::{Template, Var};
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use indexmap::IndexMap;
 use pingora_core::upstreams::peer::HttpPeer;
+use serde_yaml::Value;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
@@ -100,9 +102,9 @@ impl Compiler {
         Ok(settings.upstream(name, addr, &address))
     }
 
-    /// A location's `proxy_pass: http://UPSTREAM[/uri]`, with its `proxy_set_header` and
-    /// `buffering`. `UPSTREAM` is a name under `upstreams:` or a `host:port`, which becomes an
-    /// upstream of its own with the default settings.
+    /// A location's `proxy_pass: http://UPSTREAM[/uri]`, with its `proxy_set_header`,
+    /// `buffering` and `proxy_redirect`. `UPSTREAM` is a name under `upstreams:` or a
+    /// `host:port`, which becomes an upstream of its own with the default settings.
     pub(super) fn proxy(
         &self,
         at: &str,
@@ -124,16 +126,86 @@ impl Compiler {
             }
         };
         let set_headers = self.proxy_set_header(at, &pass_at, loc, server)?;
+        let default = default_redirects(
+            &proxy_pass,
+            &rewrite,
+            (host, &upstreams[upstream].proxy_host),
+        );
+        let redirects = self.proxy_redirect(at, loc.proxy_redirect.as_ref(), default)?;
         Ok(ProxyConfig {
             upstream,
             rewrite,
             set_headers,
+            redirects,
             buffering: self.flag(
                 &format!("{at}.buffering"),
                 loc.buffering.as_ref(),
                 DEFAULT_PROXY_BUFFERING,
             )?,
         })
+    }
+
+    /// `proxy_redirect`: `default` (also when absent), `off`, or a list whose items are
+    /// `{from, to}` or `default`. Values are literal: NGINX's variables there are refused.
+    fn proxy_redirect(
+        &self,
+        at: &str,
+        v: Option<&Value>,
+        default: Vec<(String, String)>,
+    ) -> Result<Redirects> {
+        let at = format!("{at}.proxy_redirect");
+        let items = match v {
+            None => return Ok(Redirects::new(default)),
+            Some(Value::Sequence(items)) => items.as_slice(),
+            Some(v) => std::slice::from_ref(v),
+        };
+        let list = matches!(v, Some(Value::Sequence(_)));
+        let mut pairs = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            let item_at = if list {
+                format!("{at}[{i}]")
+            } else {
+                at.clone()
+            };
+            if let Value::Mapping(m) = item {
+                let part = |key: &str| -> Result<String> {
+                    let part_at = format!("{item_at}.{key}");
+                    let value = m
+                        .get(key)
+                        .ok_or_else(|| self.err(&item_at, format!("`{key}` is missing")))?;
+                    let value = self.scalar(&part_at, value)?;
+                    if value.contains('$') {
+                        return Err(self.err(&part_at, "variables are not supported here"));
+                    }
+                    HeaderValue::from_str(&value)
+                        .map_err(|_| self.err(&part_at, "not a valid header value"))?;
+                    Ok(value)
+                };
+                if let Some(key) = m
+                    .keys()
+                    .find(|k| !matches!(k.as_str(), Some("from" | "to")))
+                {
+                    return Err(self.err(&item_at, format!("unknown key `{}`", scalar_text(key))));
+                }
+                let from = part("from")?;
+                if from.is_empty() {
+                    return Err(self.err(&format!("{item_at}.from"), "must not be empty"));
+                }
+                pairs.push((from, part("to")?));
+                continue;
+            }
+            match self.scalar(&item_at, item)?.as_str() {
+                "default" => pairs.extend(default.iter().cloned()),
+                "off" | "false" if items.len() == 1 => return Ok(Redirects::default()),
+                other => {
+                    return Err(self.err(
+                        &item_at,
+                        format!("`{other}`: expected `default`, `off` or `{{from, to}}`"),
+                    ))
+                }
+            }
+        }
+        Ok(Redirects::new(pairs))
     }
 
     /// `http://HOST[/uri]` → (`HOST`, `/uri`).
@@ -217,6 +289,32 @@ impl Compiler {
         debug_assert!(set_headers.iter().all(|(_, t)| !t.uses(&Var::Status)));
         Ok(set_headers)
     }
+}
+
+/// NGINX's `proxy_redirect default`: the `proxy_pass` URL as written → the location's prefix
+/// (with a URI part), else the URL plus `/` → `/`. For a named upstream (`written` is not its
+/// `address`), also the same URL with the address, which outrigger sends as `Host`
+/// (`$proxy_host`) and an app then names in its redirects.
+fn default_redirects(
+    proxy_pass: &str,
+    rewrite: &Option<(String, String)>,
+    (written, address): (&str, &str),
+) -> Vec<(String, String)> {
+    let (from, to) = match rewrite {
+        Some((prefix, _)) => (proxy_pass.to_string(), prefix.clone()),
+        None => (format!("{proxy_pass}/"), "/".to_string()),
+    };
+    let mut pairs = vec![(from.clone(), to.clone())];
+    if written != address {
+        let by_address = from.replacen(&format!("//{written}"), &format!("//{address}"), 1);
+        pairs.push((by_address, to));
+    }
+    pairs
+}
+
+/// A YAML key as text, for messages.
+fn scalar_text(v: &Value) -> String {
+    serde_yaml::to_string(v).map_or_else(|_| "?".into(), |s| s.trim().to_string())
 }
 
 /// The keep-alive pool size: the largest any upstream asks for.
