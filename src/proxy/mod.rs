@@ -24,7 +24,7 @@ use crate::wire::Wire;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::Bytes;
-use http::header;
+use http::{header, Version};
 use pingora_cache::key::HashBinary;
 use pingora_cache::{CacheKey, CacheMeta, RespCacheable};
 use pingora_core::modules::http::HttpModules;
@@ -301,6 +301,12 @@ impl ProxyHttp for Proxy {
         resp: &mut ResponseHeader,
         ctx: &mut Ctx,
     ) -> Result<()> {
+        // NGINX answers in HTTP/1.1 whatever the upstream spoke; an HTTP/1.0 client cannot read
+        // a chunked body (RFC 9112 §6.1), so its answer of unknown length is close-delimited.
+        resp.set_version(Version::HTTP_11);
+        if session.req_header().version < Version::HTTP_11 {
+            resp.remove_header(&header::TRANSFER_ENCODING);
+        }
         let state = ctx.state.clone();
         let Some(location) = ctx.location.map(|i| &state.cfg.locations[i]) else {
             return Ok(());

@@ -28,6 +28,7 @@ mod edge;
 mod edge_head;
 mod edge_rewrite;
 mod harness_smoke;
+mod http10;
 mod listeners;
 mod ops;
 mod pipelining;
