@@ -4,6 +4,7 @@
 //! (pipelined requests) stay in the buffer for the edge, so Pingora never reads a byte the edge
 //! has not accepted. The proxy's phases read what the edge decided about the request from it.
 
+use crate::config::Config;
 use bytes::{Buf, BytesMut};
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::{
@@ -34,6 +35,17 @@ pub enum Framing {
     Tunnel,
 }
 
+/// What the edge found for the request it handed on, so that the proxy's phases do not find it
+/// again: its normalised path and location, and that the memory tier had no answer for it.
+#[derive(Debug)]
+pub struct EdgeRoute {
+    /// The config it was found in (after a reload it says nothing).
+    pub cfg: Arc<Config>,
+    /// The normalised path (`$uri`).
+    pub path: String,
+    pub location: usize,
+}
+
 /// Where the request being handed on ends.
 #[derive(Debug)]
 enum Extent {
@@ -61,6 +73,8 @@ pub struct Wire {
     /// The connection may carry another request after the one handed on (the edge's keep-alive
     /// limits and shutdown; the session's own reading of `Connection` comes on top).
     pub keep: bool,
+    /// What the edge found for the request handed on, when it got as far as the memory tier.
+    pub route: Option<EdgeRoute>,
 }
 
 impl Wire {
@@ -72,13 +86,15 @@ impl Wire {
             granted: 0,
             eof: false,
             keep: true,
+            route: None,
         }
     }
 
     /// Hand on the request whose head is the first `head` bytes of the buffer and whose body
     /// is framed by `framing`: reads yield exactly its bytes from now on.
-    pub fn hand_on(&mut self, head: usize, framing: Framing, keep: bool) {
+    pub fn hand_on(&mut self, head: usize, framing: Framing, keep: bool, route: Option<EdgeRoute>) {
         self.keep = keep;
+        self.route = route;
         self.extent = Extent::Head(head, framing);
         self.granted = 0;
         self.grant();

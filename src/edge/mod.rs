@@ -20,7 +20,7 @@ use crate::request::memory_tier::{self, MemoryHit};
 use crate::request::route;
 use crate::request::vars::{Conn, RequestVars};
 use crate::state::State;
-use crate::wire::{Framing, Wire};
+use crate::wire::{EdgeRoute, Framing, Wire};
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
@@ -67,8 +67,8 @@ enum Verdict {
     Incomplete,
     /// A memory-tier HIT, its response ready in the output buffer.
     Answer(Answered),
-    /// Pingora handles this request, framed so.
-    HandOff(Framing),
+    /// Pingora handles this request, framed so (with what the edge found for it).
+    HandOff(Framing, Option<EdgeRoute>),
     /// A head NGINX would refuse: answered here, and the connection closed.
     Refuse(Rejection),
     /// A head NGINX accepts in another shape: this head replaces it.
@@ -92,7 +92,11 @@ enum Next {
     /// Answered; keep the connection for another request (or close it).
     Answered { keepalive: bool },
     /// Pingora handles the request whose head is the first `head` bytes of the buffer.
-    HandOff { head: usize, framing: Framing },
+    HandOff {
+        head: usize,
+        framing: Framing,
+        route: Option<EdgeRoute>,
+    },
 }
 
 #[async_trait]
@@ -193,10 +197,11 @@ impl ServerApp for Edge {
                                 keepalive: a.keepalive,
                             };
                         }
-                        Verdict::HandOff(framing) => {
+                        Verdict::HandOff(framing, route) => {
                             break Next::HandOff {
                                 head: head_len,
                                 framing,
+                                route,
                             }
                         }
                         Verdict::Refuse(rejection) => {
@@ -262,10 +267,14 @@ impl ServerApp for Edge {
             match next {
                 Next::Answered { keepalive: true } => {}
                 Next::Answered { keepalive: false } => return None,
-                Next::HandOff { head, framing } => {
+                Next::HandOff {
+                    head,
+                    framing,
+                    route,
+                } => {
                     // The session reads this one request through the wire; what the client
                     // sends after it stays in the wire's buffer for the edge.
-                    wire.hand_on(head, framing, turn.may_keep);
+                    wire.hand_on(head, framing, turn.may_keep, route);
                     let mut session = ServerSession::new_http1(wire);
                     session.set_keepalive(
                         turn.may_keep
@@ -306,11 +315,12 @@ impl Edge {
             Err(rejection) => return Verdict::Refuse(rejection),
         };
         if !turn.memory_tier {
-            return Verdict::HandOff(framing);
+            return Verdict::HandOff(framing, None);
         }
-        match self.answer_parsed(&parsed, head.len(), turn, out) {
+        let mut found = None;
+        match self.answer_parsed(&parsed, head.len(), turn, out, &mut found) {
             Some(a) => Verdict::Answer(a),
-            None => Verdict::HandOff(framing),
+            None => Verdict::HandOff(framing, found),
         }
     }
 
@@ -348,13 +358,15 @@ impl Edge {
         .await;
     }
 
-    /// The memory-tier HIT answering a whole parsed head; `None` hands the request to Pingora.
+    /// The memory-tier HIT answering a whole parsed head; `None` hands the request to Pingora,
+    /// with what was found on the way in `found` when the memory tier was asked.
     fn answer_parsed(
         &self,
         parsed: &httparse::Request,
         used: usize,
         turn: &Turn,
         out: &mut BytesMut,
+        found: &mut Option<EdgeRoute>,
     ) -> Option<Answered> {
         let method = match parsed.method {
             Some("GET") => Method::GET,
@@ -416,7 +428,14 @@ impl Edge {
         let mut ctx = Ctx::new(state);
         ctx.path = norm;
         ctx.assign_location(&req, loc);
-        let hit = memory_tier::lookup(&req, turn.conn, &mut ctx)?;
+        let Some(hit) = memory_tier::lookup(&req, turn.conn, &mut ctx) else {
+            *found = Some(EdgeRoute {
+                cfg: ctx.state.cfg.clone(),
+                path: std::mem::take(&mut ctx.path),
+                location: loc,
+            });
+            return None;
+        };
         // `close` wins over `keep-alive` (RFC 9112 §9.6); HTTP/1.0 keeps only when asked.
         let keepalive = turn.may_keep && !close && (keep || version == Version::HTTP_11);
         let tail = write_response(&hit, keepalive, out);

@@ -100,17 +100,31 @@ impl ProxyHttp for Proxy {
         // applies it per body write; large bodies go out in several writes, `output`).
         session.set_write_timeout(Some(ctx.state.cfg.send_timeout));
         headers::drop_unnamed_upgrade(session.req_header_mut());
-        // The edge's keep-alive verdict (`keepalive_requests`, `keepalive_timeout: 0`,
-        // shutdown); Pingora's session only reads the request's `Connection`.
-        if session
+        let wire = session
             .as_downstream()
             .stream()
-            .and_then(|s| s.as_any().downcast_ref::<Wire>())
-            .is_some_and(|w| !w.keep)
-        {
+            .and_then(|s| s.as_any().downcast_ref::<Wire>());
+        // The edge's keep-alive verdict (`keepalive_requests`, `keepalive_timeout: 0`,
+        // shutdown); Pingora's session only reads the request's `Connection`.
+        let close = wire.is_some_and(|w| !w.keep);
+        // What the edge found for this request (in this config) is not found again.
+        let found = wire
+            .and_then(|w| w.route.as_ref())
+            .filter(|r| Arc::ptr_eq(&r.cfg, &ctx.state.cfg))
+            .map(|r| (r.path.clone(), r.location));
+        if close {
             session.set_keepalive(None);
         }
-        let (loc, slash_redirect) = match route(session.req_header(), ctx) {
+        let memory_asked = found.is_some();
+        let routed = match found {
+            Some((path, loc)) => {
+                ctx.path = path;
+                ctx.assign_location(session.req_header(), loc);
+                Ok(Routed::Location(loc))
+            }
+            None => route(session.req_header(), ctx),
+        };
+        let (loc, slash_redirect) = match routed {
             Ok(Routed::Location(loc)) => (loc, false),
             Ok(Routed::SlashRedirect(loc)) => (loc, true),
             Err(refusal) => {
@@ -148,6 +162,8 @@ impl ProxyHttp for Proxy {
                 static_files::answer(session, ctx, loc).await?;
                 Ok(true)
             }
+            // the edge asked the memory tier already
+            Handler::Proxy(_) if memory_asked => Ok(false),
             Handler::Proxy(_) => cache::answer_from_memory(session, ctx).await,
         }
     }
