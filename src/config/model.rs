@@ -215,6 +215,7 @@ pub struct Config {
     /// `client_header_timeout`).
     pub client_header_timeout: Duration,
     pub client: ClientLimits,
+    pub buffers: Buffers,
     /// Bytes of small static files kept in memory (0: none).
     pub file_cache: u64,
     /// On SIGTERM, how long to keep serving with `/readyz` at 503 before closing the listeners
@@ -268,4 +269,16 @@ impl Default for ClientLimits {
             ignore_invalid_headers: true,
         }
     }
+}
+
+/// Where an upstream response waits for a slow client (NGINX's `proxy_buffers`,
+/// `proxy_max_temp_file_size`, `proxy_temp_path`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Buffers {
+    /// Bytes of a response kept in memory.
+    pub memory: usize,
+    /// Bytes of a response kept in its temp file past memory (0: none).
+    pub temp_file_max: u64,
+    /// Where temp files are made (unnamed: nothing is ever left there).
+    pub temp_path: PathBuf,
 }

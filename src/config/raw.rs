@@ -34,6 +34,12 @@ pub struct RawConfig {
     #[serde(default)]
     pub ignore_invalid_headers: Option<Value>,
     #[serde(default)]
+    pub proxy_buffers: Option<Value>,
+    #[serde(default)]
+    pub proxy_max_temp_file_size: Option<Value>,
+    #[serde(default)]
+    pub proxy_temp_path: Option<String>,
+    #[serde(default)]
     pub file_cache: Option<Value>,
     #[serde(default)]
     pub shutdown_delay: Option<Value>,

@@ -274,7 +274,8 @@ impl ServerApp for Edge {
                 } => {
                     // The session reads this one request through the wire; what the client
                     // sends after it stays in the wire's buffer for the edge.
-                    wire.hand_on(head, framing, turn.may_keep, route);
+                    let cfg = self.state.load().cfg.clone();
+                    wire.hand_on(head, framing, turn.may_keep, route, &cfg);
                     let mut session = ServerSession::new_http1(wire);
                     session.set_keepalive(
                         turn.may_keep
@@ -286,6 +287,10 @@ impl ServerApp for Edge {
                     wire = reused.consume().0.into_any().downcast::<Wire>().ok()?;
                     if !wire.request_read() {
                         // the session kept the connection without reading its request whole
+                        return None;
+                    }
+                    // what the client has not taken yet of a buffered response goes first
+                    if wire.drain(cfg.send_timeout).await.is_err() {
                         return None;
                     }
                 }

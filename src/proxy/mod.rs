@@ -297,6 +297,7 @@ impl ProxyHttp for Proxy {
             ctx.upstream_time = Some(t.elapsed());
         }
         ctx.upstream_status = Some(resp.status.as_u16());
+        set_buffering(session, resp, ctx);
         compression::set_up_encoding(session, resp, ctx)
     }
 
@@ -462,4 +463,34 @@ impl ProxyHttp for Proxy {
             host(req, &ctx.cfg().server_name)
         )
     }
+}
+
+/// NGINX `proxy_buffering` (and the upstream's `X-Accel-Buffering: yes|no`, which overrides
+/// it): an upstream answer may wait in the client connection's backlog for a slow client, so
+/// the session, and the upstream connection, are done at the upstream's pace.
+fn set_buffering(session: &Session, resp: &ResponseHeader, ctx: &Ctx) {
+    let Some(wire) = session
+        .as_downstream()
+        .stream()
+        .and_then(|s| s.as_any().downcast_ref::<Wire>())
+    else {
+        return;
+    };
+    let location = matches!(
+        ctx.location(),
+        Some(Location {
+            handler: Handler::Proxy(ProxyConfig {
+                buffering: true,
+                ..
+            }),
+            ..
+        })
+    );
+    let on = match resp.headers.get("x-accel-buffering").map(|v| v.as_bytes()) {
+        Some(v) if v.eq_ignore_ascii_case(b"no") => false,
+        Some(v) if v.eq_ignore_ascii_case(b"yes") => true,
+        _ => location,
+    };
+    wire.buffering
+        .store(on, std::sync::atomic::Ordering::Relaxed);
 }

@@ -3,8 +3,7 @@
 //! whatever the upstream spoke, as NGINX does.
 
 use crate::common::*;
-use std::io::{Read, Write};
-use std::net::TcpListener;
+use std::io::Write;
 
 fn config(origin: &str, compress: bool) -> String {
     let gzip = if compress {
@@ -53,21 +52,8 @@ fn an_http10_client_gets_a_close_delimited_body_not_chunks() {
 
 #[test]
 fn an_http10_upstream_is_answered_in_http11() {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let mut buf = [0u8; 4096];
-            let mut head = Vec::new();
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut buf) {
-                    Ok(n) if n > 0 => head.extend_from_slice(&buf[..n]),
-                    _ => break,
-                }
-            }
-            let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
-        }
+    let port = start_raw_origin(|mut conn, _head| {
+        let _ = conn.write_all(b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok");
     });
     let p = start_proxy(&config(&format!("127.0.0.1:{port}"), false));
     let r = get(p.port, "/old");

@@ -18,6 +18,7 @@
 mod common;
 
 mod body_limit;
+mod buffering;
 mod cache;
 mod cache_memory;
 mod client_timeouts;

@@ -4,7 +4,6 @@
 
 use crate::common::*;
 use std::io::{Read, Write};
-use std::net::TcpListener;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -12,43 +11,27 @@ use std::time::Duration;
 /// and any other request with `200` and the request head as its body. Each request head it
 /// reads is sent on the returned channel.
 fn start_upgrading_origin() -> (u16, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = listener.local_addr().expect("addr").port();
     let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { return };
-            let tx = tx.clone();
-            std::thread::spawn(move || {
-                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match conn.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
+    let tx = std::sync::Mutex::new(tx);
+    let port = start_raw_origin(move |mut conn, head| {
+        let text = String::from_utf8_lossy(&head).to_string();
+        let _ = tx.lock().map(|tx| tx.send(text.clone()));
+        if text.to_ascii_lowercase().contains("\r\nupgrade:") {
+            let _ = conn.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+            );
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = conn.read(&mut buf) {
+                if n == 0 || conn.write_all(&buf[..n]).is_err() {
+                    return;
                 }
-                let text = String::from_utf8_lossy(&head).to_string();
-                let _ = tx.send(text.clone());
-                if text.to_ascii_lowercase().contains("\r\nupgrade:") {
-                    let _ = conn.write_all(
-                        b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
-                    );
-                    let mut buf = [0u8; 4096];
-                    while let Ok(n) = conn.read(&mut buf) {
-                        if n == 0 || conn.write_all(&buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                } else {
-                    let reply = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                        text.len()
-                    );
-                    let _ = conn.write_all(reply.as_bytes());
-                }
-            });
+            }
+        } else {
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                text.len()
+            );
+            let _ = conn.write_all(reply.as_bytes());
         }
     });
     (port, rx)

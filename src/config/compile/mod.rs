@@ -5,6 +5,7 @@
 //! Every reader takes `at`, the YAML path of the value it reads (`locations[2].cache.key`):
 //! errors name it and `span` turns it into a line and column.
 
+mod buffers;
 mod cache;
 mod client;
 mod compression;
@@ -67,6 +68,7 @@ impl Compiler {
         let client_header_timeout =
             self.client_timeout("client_header_timeout", raw.client_header_timeout.as_ref())?;
         let client = self.client_limits(&raw)?;
+        let buffers = self.buffers(&raw)?;
         let file_cache = self.file_cache(raw.file_cache.as_ref())?;
         let shutdown_delay = self.shutdown_delay(raw.shutdown_delay.as_ref())?;
         let error_log = self.error_log(raw.error_log.as_ref())?;
@@ -94,6 +96,7 @@ impl Compiler {
             send_timeout,
             client_header_timeout,
             client,
+            buffers,
             file_cache,
             shutdown_delay,
             error_log,

@@ -356,3 +356,36 @@ pub fn hits_m(origin: &Origin, method: &str, uri: &str) -> usize {
 pub fn seen_header(echo: &Value, name: &str) -> Option<String> {
     echo["headers"][name].as_str().map(str::to_string)
 }
+
+/// A raw HTTP/1 upstream on 127.0.0.1 for what the hyper origin cannot do (101 tunnels, an
+/// HTTP/1.0 status line, knowing when a whole answer was written): each connection's request
+/// head is read byte by byte and handed, with the connection, to `answer` on its own thread.
+/// Returns the port.
+pub fn start_raw_origin<F>(answer: F) -> u16
+where
+    F: Fn(std::net::TcpStream, Vec<u8>) + Send + Sync + 'static,
+{
+    use std::io::Read;
+    let listener = StdTcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let answer = Arc::new(answer);
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { return };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match conn.read(&mut byte) {
+                        Ok(1) => head.push(byte[0]),
+                        _ => return,
+                    }
+                }
+                answer(conn, head);
+            });
+        }
+    });
+    port
+}

@@ -3,9 +3,17 @@
 //! that session the request's bytes and nothing past them. Bytes that arrive meanwhile
 //! (pipelined requests) stay in the buffer for the edge, so Pingora never reads a byte the edge
 //! has not accepted. The proxy's phases read what the edge decided about the request from it.
+//! An upstream response the client does not take as fast as it comes waits in the wire's
+//! backlog (`backlog`), so the session, and its upstream connection, are done at the
+//! upstream's pace (NGINX's `proxy_buffering`).
+
+mod backlog;
+mod chunk_scan;
 
 use crate::config::Config;
+use backlog::{Backlog, Bounds};
 use bytes::{Buf, BytesMut};
+use chunk_scan::ChunkScan;
 use pingora_core::protocols::raw_connect::ProxyDigest;
 use pingora_core::protocols::{
     GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream,
@@ -13,8 +21,10 @@ use pingora_core::protocols::{
 };
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
+use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 /// Most bytes kept for the next request while one is handled (a whole head, NGINX's
@@ -75,6 +85,13 @@ pub struct Wire {
     pub keep: bool,
     /// What the edge found for the request handed on, when it got as far as the memory tier.
     pub route: Option<EdgeRoute>,
+    /// The response being written is an upstream's that may wait for its client (set by the
+    /// proxy for a location with `buffering: on`).
+    pub buffering: AtomicBool,
+    /// What the client has not taken yet of a buffered response.
+    backlog: Backlog,
+    /// The config of the request handed on (the buffers' bounds, `send_timeout`).
+    cfg: Option<Arc<Config>>,
 }
 
 impl Wire {
@@ -87,14 +104,28 @@ impl Wire {
             eof: false,
             keep: true,
             route: None,
+            buffering: AtomicBool::new(false),
+            backlog: Backlog::default(),
+            cfg: None,
         }
     }
 
     /// Hand on the request whose head is the first `head` bytes of the buffer and whose body
     /// is framed by `framing`: reads yield exactly its bytes from now on.
-    pub fn hand_on(&mut self, head: usize, framing: Framing, keep: bool, route: Option<EdgeRoute>) {
+    pub fn hand_on(
+        &mut self,
+        head: usize,
+        framing: Framing,
+        keep: bool,
+        route: Option<EdgeRoute>,
+        cfg: &Arc<Config>,
+    ) {
         self.keep = keep;
         self.route = route;
+        *self.buffering.get_mut() = false;
+        if !self.cfg.as_ref().is_some_and(|c| Arc::ptr_eq(c, cfg)) {
+            self.cfg = Some(cfg.clone());
+        }
         self.extent = Extent::Head(head, framing);
         self.granted = 0;
         self.grant();
@@ -159,6 +190,55 @@ impl Wire {
         tokio::io::AsyncReadExt::read_buf(&mut self.stream, &mut self.buf).await
     }
 
+    /// Send what waits in the backlog, each write progressing within `limit` (NGINX
+    /// `send_timeout`).
+    pub async fn drain(&mut self, limit: Duration) -> io::Result<()> {
+        while !self.backlog.is_empty() {
+            tokio::time::timeout(limit, std::future::poll_fn(|cx| self.poll_send_some(cx)))
+                .await
+                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "send_timeout"))??;
+        }
+        Ok(())
+    }
+
+    /// One write of the backlog's front to the socket.
+    fn poll_send_some(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let front = self.backlog.front()?;
+        if front.is_empty() {
+            return Poll::Ready(Ok(()));
+        }
+        let n = ready!(Pin::new(&mut self.stream).poll_write(cx, front))?;
+        if n == 0 {
+            return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+        }
+        self.backlog.consume(n);
+        Poll::Ready(Ok(()))
+    }
+
+    /// Send the whole backlog, as far as the socket takes it now.
+    fn poll_send_backlog(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.backlog.is_empty() {
+            ready!(self.poll_send_some(cx))?;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Keep `buf` in the backlog if this response may wait for its client and the bounds allow.
+    fn keep_back(&mut self, buf: &[u8]) -> bool {
+        let Some(cfg) = self.cfg.as_ref() else {
+            return false;
+        };
+        self.buffering.load(Ordering::Relaxed)
+            && self.backlog.push(
+                buf,
+                &Bounds {
+                    memory: cfg.buffers.memory,
+                    file: cfg.buffers.temp_file_max,
+                    dir: &cfg.buffers.temp_path,
+                },
+            )
+    }
+
     /// Poll a read from the socket into the buffer: `Ok(0)` when the client has closed.
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.buf.capacity() - self.buf.len() < 1024 {
@@ -193,8 +273,12 @@ impl AsyncRead for Wire {
             }
             if matches!(this.extent, Extent::Done) {
                 // The request is read whole; the session only probes whether the client is
-                // still there. Keep what arrives for the next request; a client that closed
-                // with nothing pending is gone (the session ends its request, as NGINX does).
+                // still there. Meanwhile the backlog goes out as the client takes it.
+                if let Poll::Ready(Err(e)) = this.poll_send_backlog(cx) {
+                    return Poll::Ready(Err(e));
+                }
+                // Keep what arrives for the next request; a client that closed with nothing
+                // pending is gone (the session ends its request, as NGINX does).
                 while !this.eof && this.buf.len() < KEEP_MAX {
                     ready!(this.poll_fill(cx))?;
                 }
@@ -214,12 +298,32 @@ impl AsyncRead for Wire {
 }
 
 impl AsyncWrite for Wire {
+    /// Straight to the socket when it takes the bytes; otherwise, for a buffered response,
+    /// into the backlog (the write is done), else wait for the client.
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write(cx, buf)
+        let this = self.get_mut();
+        if !this.backlog.is_empty() {
+            // what waits goes first
+            match this.poll_send_backlog(cx) {
+                Poll::Ready(Ok(())) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    return if this.keep_back(buf) {
+                        Poll::Ready(Ok(buf.len()))
+                    } else {
+                        Poll::Pending
+                    }
+                }
+            }
+        }
+        match Pin::new(&mut this.stream).poll_write(cx, buf) {
+            Poll::Pending if this.keep_back(buf) => Poll::Ready(Ok(buf.len())),
+            other => other,
+        }
     }
 
     fn poll_write_vectored(
@@ -227,26 +331,50 @@ impl AsyncWrite for Wire {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().stream).poll_write_vectored(cx, bufs)
+        let this = self.get_mut();
+        if this.backlog.is_empty() && !this.buffering.load(Ordering::Relaxed) {
+            return Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        }
+        let first = bufs
+            .iter()
+            .find(|b| !b.is_empty())
+            .map_or(&[][..], |b| &**b);
+        Pin::new(this).poll_write(cx, first)
     }
 
     fn is_write_vectored(&self) -> bool {
         self.stream.is_write_vectored()
     }
 
+    /// A buffered response is flushed as far as the client takes it now; the rest waits.
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_flush(cx)
+        let this = self.get_mut();
+        match this.poll_send_backlog(cx) {
+            Poll::Ready(Ok(())) => Pin::new(&mut this.stream).poll_flush(cx),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending if this.buffering.load(Ordering::Relaxed) => Poll::Ready(Ok(())),
+            Poll::Pending => Poll::Pending,
+        }
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().stream).poll_shutdown(cx)
+        let this = self.get_mut();
+        ready!(this.poll_send_backlog(cx))?;
+        Pin::new(&mut this.stream).poll_shutdown(cx)
     }
 }
 
 #[async_trait::async_trait]
 impl Shutdown for Wire {
+    /// The backlog goes out first (each write within `send_timeout`).
     async fn shutdown(&mut self) {
-        self.stream.shutdown().await
+        let limit = self
+            .cfg
+            .as_ref()
+            .map_or(Duration::from_secs(60), |c| c.send_timeout);
+        if self.drain(limit).await.is_ok() {
+            self.stream.shutdown().await
+        }
     }
 }
 
@@ -278,148 +406,3 @@ impl GetSocketDigest for Wire {
 
 /// Peeking would see bytes past the request: not offered.
 impl Peek for Wire {}
-
-/// Follows a chunked body (RFC 9112 §7.1) to find where it ends, without decoding it.
-#[derive(Debug, Default)]
-struct ChunkScan {
-    state: Chunk,
-    /// Data bytes left in the current chunk.
-    left: u64,
-}
-
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum Chunk {
-    /// In a chunk-size line (size, extensions), until its LF.
-    #[default]
-    Size,
-    /// In a chunk's data.
-    Data,
-    /// After a chunk's data, until the LF of its CRLF.
-    DataEnd,
-    /// At the start of a trailer line (or the empty line that ends the body).
-    TrailerStart,
-    /// In a trailer line, until its LF.
-    Trailer,
-    /// Past the body.
-    Done,
-    /// Not a chunked body: the rest of the connection is given to the session, which refuses
-    /// it and closes the connection.
-    Broken,
-}
-
-impl ChunkScan {
-    /// How many bytes of `bytes` belong to the body, and whether it ended with them.
-    fn advance(&mut self, bytes: &[u8]) -> (usize, bool) {
-        let mut i = 0;
-        while i < bytes.len() {
-            match self.state {
-                Chunk::Size => {
-                    let b = bytes[i];
-                    i += 1;
-                    if b == b'\n' {
-                        self.left &= !EXT;
-                        self.state = if self.left == 0 {
-                            Chunk::TrailerStart
-                        } else {
-                            Chunk::Data
-                        };
-                    } else if let Some(d) = (b as char).to_digit(16).filter(|_| !self.in_ext()) {
-                        if self.left >= 1 << 58 {
-                            // past any body anyone sends, and clear of the EXT bit
-                            self.state = Chunk::Broken;
-                            continue;
-                        }
-                        self.left = self.left * 16 + u64::from(d);
-                    } else {
-                        // extensions, whitespace and the CR: up to the LF
-                        self.left |= EXT;
-                    }
-                }
-                Chunk::Data => {
-                    let n = self.left.min((bytes.len() - i) as u64);
-                    // n <= bytes.len() - i
-                    i += n as usize;
-                    self.left -= n;
-                    if self.left == 0 {
-                        self.state = Chunk::DataEnd;
-                    }
-                }
-                Chunk::DataEnd => {
-                    let b = bytes[i];
-                    i += 1;
-                    if b == b'\n' {
-                        self.state = Chunk::Size;
-                    }
-                }
-                Chunk::TrailerStart => {
-                    let b = bytes[i];
-                    i += 1;
-                    self.state = match b {
-                        b'\n' => Chunk::Done,
-                        b'\r' => Chunk::TrailerStart,
-                        _ => Chunk::Trailer,
-                    };
-                }
-                Chunk::Trailer => {
-                    let b = bytes[i];
-                    i += 1;
-                    if b == b'\n' {
-                        self.state = Chunk::TrailerStart;
-                    }
-                }
-                Chunk::Done => return (i, true),
-                Chunk::Broken => return (bytes.len(), false),
-            }
-            if self.state == Chunk::Done {
-                return (i, true);
-            }
-        }
-        (i, false)
-    }
-
-    fn in_ext(&self) -> bool {
-        self.left & EXT != 0
-    }
-}
-
-/// Marks, in `ChunkScan::left` while a size line is read, that the size has ended (an
-/// extension or the CR follows): digits after it are not part of the size.
-const EXT: u64 = 1 << 63;
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scan(body: &[u8]) -> (usize, bool) {
-        ChunkScan::default().advance(body)
-    }
-
-    #[test]
-    fn chunked_bodies_end_where_their_last_chunk_and_trailers_end() {
-        let body = b"3\r\nabc\r\n5;ext=1\r\ndefgh\r\n0\r\n\r\n";
-        assert_eq!(
-            scan(&[body.as_slice(), b"GET /"].concat()),
-            (body.len(), true)
-        );
-        let trailers = b"1\r\nx\r\n0\r\nX-T: 1\r\nY: 2\r\n\r\n";
-        assert_eq!(
-            scan(&[trailers.as_slice(), b"next"].concat()),
-            (trailers.len(), true)
-        );
-        let lf_only = b"2\nab\n0\n\n";
-        assert_eq!(scan(lf_only), (lf_only.len(), true));
-        // byte by byte, the end is found at the same place
-        let mut s = ChunkScan::default();
-        let mut total = 0;
-        for (i, b) in body.iter().enumerate() {
-            let (n, done) = s.advance(std::slice::from_ref(b));
-            total += n;
-            assert_eq!(done, i == body.len() - 1);
-        }
-        assert_eq!(total, body.len());
-        // an upper-case size, and a size that overflows
-        assert_eq!(scan(b"A\r\n0123456789\r\n0\r\n\r\n"), (20, true));
-        let huge = b"ffffffffffffffffff\r\n";
-        assert_eq!(scan(huge), (huge.len(), false));
-    }
-}

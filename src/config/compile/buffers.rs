@@ -1,0 +1,63 @@
+//! Where an upstream response waits for a slow client: `proxy_buffers`,
+//! `proxy_max_temp_file_size`, `proxy_temp_path` (NGINX's names and defaults).
+
+use super::{Compiler, Result};
+use crate::config::model::Buffers;
+use crate::config::raw::RawConfig;
+use crate::config::units;
+
+/// NGINX `proxy_buffers 8 8k`.
+const DEFAULT_BUFFERS: usize = 8 * 8 * 1024;
+/// NGINX `proxy_max_temp_file_size 1024m`.
+const DEFAULT_TEMP_FILE_MAX: u64 = 1024 << 20;
+/// The most memory one response may keep.
+const MAX_BUFFERS: u64 = 64 << 20;
+
+impl Compiler {
+    /// The response buffers of the server.
+    pub(super) fn buffers(&self, raw: &RawConfig) -> Result<Buffers> {
+        const AT: &str = "proxy_buffers";
+        let memory = match &raw.proxy_buffers {
+            None => DEFAULT_BUFFERS,
+            Some(v) => {
+                let s = self.scalar(AT, v)?;
+                let mut words = s.split_whitespace();
+                let (Some(count), Some(size), None) = (words.next(), words.next(), words.next())
+                else {
+                    return Err(
+                        self.err(AT, format!("expected `NUMBER SIZE` (as `8 8k`), got `{s}`"))
+                    );
+                };
+                let count = count
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|n| *n >= 1)
+                    .ok_or_else(|| {
+                        self.err(AT, format!("`{count}`: expected a number of buffers"))
+                    })?;
+                let size = units::parse_size(size).map_err(|e| self.err(AT, e))?;
+                let total = count.saturating_mul(size);
+                if size == 0 || total > MAX_BUFFERS {
+                    return Err(self.err(AT, "from 1 byte to 64m in all"));
+                }
+                // total <= 64m
+                total as usize
+            }
+        };
+        let temp_file_max = self
+            .size(
+                "proxy_max_temp_file_size",
+                raw.proxy_max_temp_file_size.as_ref(),
+            )?
+            .unwrap_or(DEFAULT_TEMP_FILE_MAX);
+        let temp_path = match raw.proxy_temp_path.as_deref() {
+            Some(p) => self.path("proxy_temp_path", p)?,
+            None => std::env::temp_dir(),
+        };
+        Ok(Buffers {
+            memory,
+            temp_file_max,
+            temp_path,
+        })
+    }
+}

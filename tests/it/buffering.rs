@@ -1,0 +1,124 @@
+//! The slow-client shield (NGINX's `proxy_buffering on`): an upstream answer the client does not
+//! take as fast as it comes waits in outrigger (memory, then an unnamed temp file), so the
+//! upstream is done at its own pace; `buffering: off` streams at the client's pace.
+
+use crate::common::*;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// More than the kernel buffers between the upstream and the client can hold (TCP receive buffers
+/// grow to 32 MiB here).
+const BIG: usize = 64 << 20;
+
+/// An upstream that answers every request with `BIG` pattern bytes, optionally with
+/// `X-Accel-Buffering: <accel>`, and reports when it has written the whole answer.
+fn start_big_origin(accel: Option<&'static str>) -> (u16, mpsc::Receiver<Instant>) {
+    let (tx, rx) = mpsc::channel();
+    let tx = std::sync::Mutex::new(tx);
+    let port = start_raw_origin(move |mut conn, _head| {
+        let extra = accel.map_or(String::new(), |v| format!("X-Accel-Buffering: {v}\r\n"));
+        let reply = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {BIG}\r\nContent-Type: text/plain\r\n{extra}\r\n"
+        );
+        if conn.write_all(reply.as_bytes()).is_ok() && conn.write_all(&pattern_body(BIG)).is_ok() {
+            let _ = tx.lock().map(|tx| tx.send(Instant::now()));
+        }
+    });
+    (port, rx)
+}
+
+fn config(port: u16, buffering: &str) -> String {
+    format!(
+        "{QUIET}proxy_temp_path: \"{{DIR}}/tmp\"\n\
+         upstreams: {{app: {{address: \"127.0.0.1:{port}\"}}}}\n\
+         locations:\n  - prefix: /\n    proxy_pass: http://app\n    buffering: {buffering}\n"
+    )
+}
+
+/// Ask for the big answer and read only its first bytes; then the rest, checked byte for byte.
+fn slow_read(proxy_port: u16) -> (TcpStream, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", proxy_port)).expect("connect");
+    // a small receive window, so the client really holds the answer back
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+        .expect("send");
+    let mut first = vec![0u8; 1024];
+    s.read_exact(&mut first).expect("the head and some body");
+    (s, first)
+}
+
+fn read_rest(mut s: TcpStream, mut got: Vec<u8>) {
+    s.set_read_timeout(Some(Duration::from_secs(20)))
+        .expect("timeout");
+    s.read_to_end(&mut got).expect("the rest");
+    let at = got
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("a head")
+        + 4;
+    assert_eq!(got.len() - at, BIG, "the whole body");
+    assert!(
+        got[at..] == pattern_body(BIG)[..],
+        "the body arrives byte for byte"
+    );
+}
+
+#[test]
+fn a_slow_reader_does_not_hold_the_upstream() {
+    let (port, written) = start_big_origin(None);
+    let p = start_proxy(&config(port, "on"));
+    let (s, first) = slow_read(p.port);
+    // the upstream writes all of it while the client reads nothing more
+    written
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream finished its answer while the client was not reading");
+    // the temp file has no name: nothing to find in proxy_temp_path
+    let left: Vec<_> = std::fs::read_dir(p.path("tmp"))
+        .expect("proxy_temp_path exists")
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    read_rest(s, first);
+    no_panic_in_logs(&p);
+}
+
+#[test]
+fn buffering_off_streams_at_the_clients_pace() {
+    for (buffering, accel) in [("off", None), ("on", Some("no"))] {
+        let (port, written) = start_big_origin(accel);
+        let p = start_proxy(&config(port, buffering));
+        let (s, first) = slow_read(p.port);
+        assert!(
+            written.recv_timeout(Duration::from_secs(2)).is_err(),
+            "buffering {buffering}, X-Accel-Buffering {accel:?}: the upstream finished without the client"
+        );
+        read_rest(s, first);
+        written
+            .recv_timeout(Duration::from_secs(10))
+            .expect("finished once the client read");
+    }
+}
+
+#[test]
+fn x_accel_buffering_yes_buffers_a_location_with_buffering_off() {
+    let (port, written) = start_big_origin(Some("yes"));
+    let p = start_proxy(&config(port, "off"));
+    let (s, first) = slow_read(p.port);
+    written
+        .recv_timeout(Duration::from_secs(10))
+        .expect("the upstream finished its answer while the client was not reading");
+    read_rest(s, first);
+}
+
+#[test]
+fn past_proxy_max_temp_file_size_the_upstream_waits_for_the_client() {
+    let (port, written) = start_big_origin(None);
+    let yaml = config(port, "on").replace(
+        "proxy_temp_path",
+        "proxy_max_temp_file_size: 1m\nproxy_temp_path",
+    );
+    let p = start_proxy(&yaml);
+    let (s, first) = slow_read(p.port);
+    assert!(written.recv_timeout(Duration::from_secs(2)).is_err());
+    read_rest(s, first);
+}
