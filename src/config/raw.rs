@@ -208,8 +208,8 @@ pub struct RawLocation {
     pub gzip: Option<Value>,
 }
 
-/// `gzip:` — NGINX `gzip*`; `min_length`, `types`, `vary`, `disable`, `proxied` apply to brotli
-/// and zstd too.
+/// `gzip:` — NGINX `gzip*`; `min_length`, `types`, `vary`, `disable`, `proxied`, `http_version`
+/// apply to brotli and zstd too.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGzip {
@@ -227,6 +227,8 @@ pub struct RawGzip {
     pub disable: Option<String>,
     #[serde(default)]
     pub proxied: Option<String>,
+    #[serde(default)]
+    pub http_version: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
