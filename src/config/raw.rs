@@ -40,7 +40,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub error_log: Option<RawErrorLog>,
     #[serde(default)]
-    pub log_formats: IndexMap<String, String>,
+    pub log_formats: IndexMap<String, Value>,
     #[serde(default)]
     pub access_log: Option<Value>,
     #[serde(default)]
@@ -104,6 +104,15 @@ pub struct RawErrorLog {
 pub struct RawAccessLog {
     pub format: Option<String>,
     pub path: Option<String>,
+}
+
+/// A `log_formats` entry in its long form (the short form is the format string alone).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFormat {
+    pub format: String,
+    #[serde(default)]
+    pub escape: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

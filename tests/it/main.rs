@@ -29,6 +29,7 @@ mod edge_head;
 mod edge_rewrite;
 mod harness_smoke;
 mod listeners;
+mod logs;
 mod ops;
 mod pipelining;
 mod proxying;
