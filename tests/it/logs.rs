@@ -8,6 +8,7 @@ use crate::common::*;
 use regex::Regex;
 use serde_json::Value;
 use std::process::Output;
+use std::time::Duration;
 
 /// A user agent no hand-written JSON template survives: quotes, a backslash, a tab, non-ASCII.
 const HOSTILE_UA: &str = "evil\"agent\\ \"}{\t,\"x\":é";
@@ -222,4 +223,113 @@ fn cache_key_refuses_per_request_variables() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The error log
+// ---------------------------------------------------------------------------------------------
+
+/// `error_log: {target: FILE}` writes there (not to stderr), and SIGUSR1 reopens it at its
+/// path after logrotate renamed it.
+#[test]
+fn error_log_to_a_file_reopened_on_sigusr1() {
+    let yaml = "listen: [\"127.0.0.1:{PORT}\"]\n\
+        error_log: {level: info, target: '{DIR}/error.log'}\n\
+        locations:\n  - prefix: /\n    root: {DIR}/www\n";
+    let mut p = start_proxy_with(yaml, &[("www/a.txt", b"a")]);
+    let log = p.path("error.log");
+    let rotated = p.path("error.log.1");
+    eventually(
+        "the start-up line in error.log",
+        Duration::from_secs(5),
+        || std::fs::read_to_string(&log).is_ok_and(|t| t.contains("listening on")),
+    );
+    assert!(!p.stderr().contains("listening on"), "{}", p.stderr());
+    std::fs::rename(&log, &rotated).expect("rotate");
+    p.signal(libc::SIGUSR1);
+    eventually("a new error.log", Duration::from_secs(5), || {
+        std::fs::read_to_string(&log).is_ok_and(|t| t.contains("SIGUSR1: error log reopened"))
+    });
+    let old = std::fs::read_to_string(&rotated).expect("rotated log");
+    assert!(!old.contains("SIGUSR1"), "{old}");
+    assert_eq!(get(p.port, "/a.txt").body, b"a");
+    assert!(p.try_exit_status().is_none(), "{}", p.logs());
+}
+
+/// The error-log line that `line_part` is part of.
+fn log_line(p: &Proxy, line_part: &str) -> String {
+    assert!(
+        p.wait_for_log(line_part, Duration::from_secs(5)),
+        "no `{line_part}`\n{}",
+        p.logs()
+    );
+    let logs = p.logs();
+    let line = logs.lines().find(|l| l.contains(line_part));
+    line.unwrap_or_default().to_string()
+}
+
+/// A successful reload is news, not a warning: logged at `info`.
+#[test]
+fn successful_reload_is_logged_at_info() {
+    let yaml = "listen: [\"127.0.0.1:{PORT}\"]\nerror_log: {level: info}\n\
+        locations:\n  - prefix: /\n    root: {DIR}/www\n";
+    let p = start_proxy_with(yaml, &[("www/a.txt", b"a")]);
+    let config = p.path("outrigger.yaml");
+    let mut text = std::fs::read_to_string(&config).expect("config");
+    text.push_str("# changed\n");
+    std::fs::write(&config, text).expect("rewrite config");
+    p.signal(libc::SIGHUP);
+    let line = log_line(&p, "config reloaded from");
+    assert!(line.contains(" [info] "), "{line}");
+}
+
+/// What a client sends that is not HTTP, on the admin port, is the client's error: logged at
+/// `info` (not `error`), and its raw bytes truncated.
+#[test]
+fn malformed_request_on_the_admin_port_is_logged_at_info_truncated() {
+    let yaml = "listen: [\"127.0.0.1:{PORT}\"]\nerror_log: {level: info}\n\
+        admin: {listen: \"127.0.0.1:{PORT2}\"}\n\
+        locations:\n  - prefix: /\n    root: {DIR}/www\n";
+    let p = start_proxy(yaml);
+    let mut raw = b"GET / HTTP/1.1\r\nHost: x\r\nNo Colon Here\r\n\r\n".to_vec();
+    raw.extend(std::iter::repeat_n(b'A', 4000));
+    let mut c = Connection::connect(p.port2);
+    let _ = c.try_send(&raw);
+    let _ = c.is_closed_by_peer(Duration::from_secs(2));
+    let line = log_line(&p, "fails to read from downstream");
+    assert!(line.contains(" [info] "), "{line}");
+    assert!(line.len() < 400, "{} bytes: {line}", line.len());
+}
+
+/// Pingora's `failed to acquire reusable stream` (a pooled upstream connection another
+/// worker's idle watcher still held when it was picked; the request opens a new connection)
+/// is no error: ordinary POST traffic over several threads logs none at `error`, and every
+/// POST is answered.
+#[test]
+fn pooled_connection_handover_is_not_an_error() {
+    let origin = start_origin();
+    let p = simple_proxy(origin.port, "threads: 4\n", "");
+    let clients: Vec<_> = (0..4)
+        .map(|_| {
+            let port = p.port;
+            std::thread::spawn(move || {
+                let mut c = Connection::connect(port);
+                for i in 0..60 {
+                    let body = format!("post {i}");
+                    c.send(&build_request(
+                        "POST",
+                        "/post",
+                        &[("Connection", "keep-alive")],
+                        body.as_bytes(),
+                    ));
+                    assert_eq!(c.read_response(false).status, 200);
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().expect("client");
+    }
+    let logs = p.logs();
+    assert!(!logs.contains("reusable stream"), "{logs}");
 }

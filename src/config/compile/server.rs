@@ -211,7 +211,7 @@ impl Compiler {
         self.duration("shutdown_delay", v, DEFAULT_SHUTDOWN_DELAY)
     }
 
-    /// `error_log`: `level` in NGINX's names, `target` stdout or stderr.
+    /// `error_log`: `level` in NGINX's names, `target` stdout, stderr or a file.
     pub(super) fn error_log(&self, error_log: Option<&RawErrorLog>) -> Result<ErrorLogConfig> {
         let (level, target) = match error_log {
             Some(e) => (e.level.as_deref(), e.target.as_deref()),
@@ -226,12 +226,7 @@ impl Compiler {
             other => return Err(self.err("error_log.level", format!("unknown level `{other}` (debug, info, notice, warn, error, crit, alert, emerg, off)"))),
         };
         let target = target.unwrap_or(DEFAULT_ERROR_LOG_TARGET);
-        let target = std_stream(target).ok_or_else(|| {
-            self.err(
-                "error_log.target",
-                format!("`{target}`: the error log goes to `stdout` or `stderr`"),
-            )
-        })?;
+        let target = self.log_target("error_log.target", target)?;
         Ok(ErrorLogConfig { level, target })
     }
 
