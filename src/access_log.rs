@@ -3,7 +3,7 @@
 //! formatted.
 
 use crate::config::{AccessLogConfig, LogTarget};
-use crate::template::{Template, VarSource};
+use crate::template::{Escape, Template, VarSource};
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -22,6 +22,7 @@ fn append(path: &Path) -> std::io::Result<File> {
 /// An open access log.
 pub struct AccessLog {
     format: Template,
+    escape: Escape,
     out: Out,
 }
 
@@ -38,6 +39,7 @@ impl AccessLog {
         };
         Ok(AccessLog {
             format: cfg.format.clone(),
+            escape: cfg.escape,
             out,
         })
     }
@@ -52,10 +54,11 @@ impl AccessLog {
         Ok(())
     }
 
-    /// Format one line (variables without a value render as `-`, like NGINX) and write it.
+    /// Format one line (values escaped, and those without a value as `-`, or empty with
+    /// `escape: json`, like NGINX) and write it.
     pub fn log(&self, vars: &dyn VarSource) {
         let mut line = String::with_capacity(160);
-        self.format.render_into(vars, "-", &mut line);
+        self.format.render_escaped(vars, self.escape, &mut line);
         line.push('\n');
         let res = match &self.out {
             Out::Stdout => std::io::stdout().lock().write_all(line.as_bytes()),

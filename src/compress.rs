@@ -23,8 +23,11 @@ pub struct CompressConfig {
     /// `types: ["*"]`
     pub all_types: bool,
     pub vary: bool,
-    /// User-Agents that never get compressed responses (NGINX `gzip_disable`).
+    /// User-Agents that never get compressed responses (NGINX `gzip_disable`, case-insensitive).
     pub disable: Option<Regex>,
+    /// HTTP/1.0 requests may get compressed responses (NGINX `gzip_http_version 1.0`); by
+    /// default only HTTP/1.1 ones do.
+    pub http10: bool,
     /// Compress responses to requests that came through another proxy (`Via`).
     pub proxied: bool,
     /// Serve `file.zst` / `file.br` / `file.gz` siblings when present (NGINX `gzip_static`).
@@ -131,6 +134,9 @@ pub fn negotiate(cfg: &CompressConfig, req: &RequestHeader) -> Option<Encoding> 
         }
     }
     if !cfg.proxied && req.headers.contains_key(header::VIA) {
+        return None;
+    }
+    if req.version < http::Version::HTTP_11 && !cfg.http10 {
         return None;
     }
     PREFERENCE

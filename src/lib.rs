@@ -22,6 +22,7 @@ pub mod access_log;
 pub mod cache;
 pub mod compress;
 pub mod config;
+pub mod error_log;
 pub mod files;
 pub mod headers;
 pub mod lifecycle;

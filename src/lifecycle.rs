@@ -1,10 +1,16 @@
-//! The process's lifecycle flags, shared by every layer: how many requests are in flight and
-//! whether the process is draining after SIGTERM.
+//! The process's lifecycle flags, shared by every layer: how many requests are in flight,
+//! whether the process is draining after SIGTERM, and the serial number of client connections.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 
 static INFLIGHT: AtomicUsize = AtomicUsize::new(0);
 static DRAINING: AtomicBool = AtomicBool::new(false);
+static CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
+/// The serial number of a new client connection (NGINX `$connection`): 1, 2, ...
+pub fn next_connection() -> u64 {
+    CONNECTIONS.fetch_add(1, Ordering::Relaxed) + 1
+}
 
 /// Whether SIGTERM was received (`/readyz` answers 503 from then on).
 pub fn draining() -> bool {

@@ -59,7 +59,7 @@ pub fn reload(path: &Path, state: &ArcSwap<State>) -> bool {
         Ok(s) => {
             state.store(Arc::new(s));
             METRICS.reloads.with_label_values(&["success"]).inc();
-            log::warn!("config reloaded from {}", path.display());
+            log::info!("config reloaded from {}", path.display());
             true
         }
         Err(e) => {

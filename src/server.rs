@@ -15,13 +15,18 @@ use pingora_core::services::background::background_service;
 use std::io::Write;
 use std::sync::Arc;
 
-/// Install the error log (`log` facade) at the config's level and target, NGINX-style lines.
-pub fn init_logging(cfg: &Config) {
-    let target = match cfg.error_log.target {
+/// Install the error log (`log` facade) at the config's level and target (stdout, stderr or a
+/// file, reopened on SIGUSR1), NGINX-style lines.
+pub fn init_logging(cfg: &Config) -> Result<(), String> {
+    let target = match &cfg.error_log.target {
         LogTarget::Stdout => env_logger::Target::Stdout,
-        _ => env_logger::Target::Stderr,
+        LogTarget::Stderr => env_logger::Target::Stderr,
+        LogTarget::File(path) => env_logger::Target::Pipe(Box::new(
+            crate::error_log::open(path)
+                .map_err(|e| format!("cannot open the error log {}: {e}", path.display()))?,
+        )),
     };
-    let _ = env_logger::Builder::new()
+    let logger = env_logger::Builder::new()
         .filter_level(cfg.error_log.level)
         // Pingora warns once that cache metadata headers are compressed without a dictionary.
         .filter_module("pingora_cache::meta", log::LevelFilter::Error)
@@ -36,13 +41,84 @@ pub fn init_logging(cfg: &Config) {
                 rec.args()
             )
         })
-        .try_init();
+        .build();
+    let max = logger.filter();
+    if log::set_boxed_logger(Box::new(Leveled(logger))).is_ok() {
+        log::set_max_level(max);
+    }
+    Ok(())
+}
+
+/// The longest message of a client's malformed request that is logged (its raw bytes follow
+/// Pingora's words).
+const CLIENT_ERROR_MAX: usize = 200;
+
+/// The error log, with some of Pingora's lines at the level they deserve.
+struct Leveled(env_logger::Logger);
+
+impl Leveled {
+    /// The level and text of a Pingora line that deserves another level than Pingora's.
+    fn relevel(rec: &log::Record) -> Option<(log::Level, String)> {
+        match rec.target() {
+            // A pooled upstream connection that another thread's idle watcher still held at the
+            // moment it was picked (Arc::try_unwrap in TransportConnector::reused_stream): the
+            // request opens a new connection and goes on. Nothing failed.
+            "pingora_core::connectors" => {
+                let msg = rec.args().to_string();
+                (msg == "failed to acquire reusable stream").then_some((log::Level::Debug, msg))
+            }
+            // A client sent what is not HTTP (on the admin port: the edge answers the proxy
+            // port's itself): the client's error, logged with its raw bytes, truncated.
+            "pingora_core::apps::http_app" => {
+                let mut msg = rec.args().to_string();
+                if !msg.starts_with("HTTP server fails to read from downstream") {
+                    return None;
+                }
+                if msg.len() > CLIENT_ERROR_MAX {
+                    let mut end = CLIENT_ERROR_MAX;
+                    while !msg.is_char_boundary(end) {
+                        end -= 1;
+                    }
+                    msg.truncate(end);
+                    msg.push_str("...");
+                }
+                Some((log::Level::Info, msg))
+            }
+            _ => None,
+        }
+    }
+}
+
+impl log::Log for Leveled {
+    fn enabled(&self, meta: &log::Metadata) -> bool {
+        self.0.enabled(meta)
+    }
+
+    fn log(&self, rec: &log::Record) {
+        let Some((level, msg)) = Self::relevel(rec) else {
+            return self.0.log(rec);
+        };
+        self.0.log(
+            &log::Record::builder()
+                .args(format_args!("{msg}"))
+                .level(level)
+                .target(rec.target())
+                .module_path(rec.module_path())
+                .file(rec.file())
+                .line(rec.line())
+                .build(),
+        );
+    }
+
+    fn flush(&self) {
+        self.0.flush()
+    }
 }
 
 /// Run the proxy with `cfg` until a signal stops it.
 pub fn run(cfg: Config) -> Result<(), String> {
     let cfg = Arc::new(cfg);
-    init_logging(&cfg);
+    init_logging(&cfg)?;
     // Fail clearly on a taken port before Pingora would.
     for addr in &cfg.listen {
         std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -1,6 +1,6 @@
 //! Signals, as NGINX users send them. SIGTERM and SIGQUIT stop gracefully (`/readyz` 503,
 //! `shutdown_delay`, close the listeners, exit 0 once in-flight requests are done or
-//! `grace_period` ends); SIGINT exits at once; SIGUSR1 reopens the access log; SIGUSR2 and
+//! `grace_period` ends); SIGINT exits at once; SIGUSR1 reopens the log files; SIGUSR2 and
 //! SIGWINCH are logged and ignored; SIGHUP is the reload's (`reload.rs`).
 //!
 //! All of them are caught from the first line of `main` ([`install`]), by one thread that reads
@@ -83,8 +83,13 @@ fn on_signal(sig: i32) {
     }
 }
 
-/// SIGUSR1: reopen the access log's file (after logrotate renamed it).
+/// SIGUSR1: reopen the error log's and the access log's files (after logrotate renamed them).
 fn reopen_logs() {
+    match crate::error_log::reopen() {
+        Ok(true) => log::info!("SIGUSR1: error log reopened"),
+        Ok(false) => {}
+        Err(e) => log::error!("SIGUSR1: cannot reopen the error log: {e}"),
+    }
     let Some(running) = RUNNING.get() else {
         return; // still starting: the log is opened afresh
     };

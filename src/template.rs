@@ -29,6 +29,12 @@ pub enum Var {
     UpstreamAddr,
     UpstreamStatus,
     BodyBytesSent,
+    /// `$bytes_sent`: the response's head and body bytes.
+    BytesSent,
+    /// `$request_id`: 16 random bytes in hex, one value per request.
+    RequestId,
+    /// `$connection`: the client connection's serial number.
+    Connection,
     UpstreamCacheStatus,
     ProxyHost,
     ProxyAddXForwardedFor,
@@ -38,6 +44,9 @@ pub enum Var {
     Arg(String),
     /// `$sent_http_<name>`: a response header.
     SentHttp(String),
+    /// `$cookie_<name>`: a cookie of the request's `Cookie` header (name matched ignoring case,
+    /// as NGINX).
+    Cookie(String),
 }
 
 impl Var {
@@ -66,6 +75,9 @@ impl Var {
             "upstream_addr" => Var::UpstreamAddr,
             "upstream_status" => Var::UpstreamStatus,
             "body_bytes_sent" => Var::BodyBytesSent,
+            "bytes_sent" => Var::BytesSent,
+            "request_id" => Var::RequestId,
+            "connection" => Var::Connection,
             "upstream_cache_status" => Var::UpstreamCacheStatus,
             "proxy_host" => Var::ProxyHost,
             "proxy_add_x_forwarded_for" => Var::ProxyAddXForwardedFor,
@@ -77,11 +89,110 @@ impl Var {
                     Var::SentHttp(header(h))
                 } else if let Some(a) = name.strip_prefix("arg_") {
                     Var::Arg(a.to_string())
+                } else if let Some(c) = name.strip_prefix("cookie_") {
+                    Var::Cookie(c.to_string())
                 } else {
                     return None;
                 }
             }
         })
+    }
+}
+
+impl Var {
+    /// Whether the value differs from one request to the next whatever the request says
+    /// (`$request_id`, clocks, the connection) or is only known once the response is under way
+    /// (`$status`, `$upstream_*`, bytes sent): such a variable cannot name a cache entry.
+    pub fn unknown_before_response(&self) -> bool {
+        matches!(
+            self,
+            Var::TimeLocal
+                | Var::TimeIso8601
+                | Var::Msec
+                | Var::Status
+                | Var::RequestTime
+                | Var::UpstreamResponseTime
+                | Var::UpstreamAddr
+                | Var::UpstreamStatus
+                | Var::UpstreamCacheStatus
+                | Var::BodyBytesSent
+                | Var::BytesSent
+                | Var::RequestId
+                | Var::Connection
+                | Var::SentHttp(_)
+        )
+    }
+}
+
+/// How variable values are escaped in an access-log line (NGINX `log_format escape=`);
+/// literal text is written as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Escape {
+    /// `"`, `\`, and bytes below 32 or above 126 as `\xHH`; an empty value is `-`.
+    #[default]
+    Default,
+    /// As a JSON string's contents (RFC 8259); an empty value is empty.
+    Json,
+    /// Nothing escaped; an empty value is `-`.
+    None,
+}
+
+impl Escape {
+    /// `default`, `json` or `none`.
+    pub fn from_name(name: &str) -> Option<Escape> {
+        match name {
+            "default" => Some(Escape::Default),
+            "json" => Some(Escape::Json),
+            "none" => Some(Escape::None),
+            _ => None,
+        }
+    }
+
+    /// Whether `b` is written otherwise than as itself.
+    fn escapes(self, b: u8) -> bool {
+        match self {
+            Escape::Default => b == b'"' || b == b'\\' || !(32..=126).contains(&b),
+            Escape::Json => b == b'"' || b == b'\\' || b < 32,
+            Escape::None => false,
+        }
+    }
+
+    /// Append `value` to `out`, escaped.
+    fn push(self, value: &str, out: &mut String) {
+        for c in value.chars() {
+            if c.is_ascii() && !self.escapes(c as u8) {
+                out.push(c);
+                continue;
+            }
+            match self {
+                Escape::Json => match c {
+                    '"' => out.push_str("\\\""),
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if (c as u32) < 32 => {
+                        let _ = write!(out, "\\u{:04x}", c as u32);
+                    }
+                    c => out.push(c),
+                },
+                Escape::None => out.push(c),
+                Escape::Default => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        let _ = write!(out, "\\x{b:02X}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// What an empty value renders as.
+    fn empty(self) -> &'static str {
+        match self {
+            Escape::Json => "",
+            _ => "-",
+        }
     }
 }
 
@@ -164,8 +275,18 @@ impl Template {
             .any(|p| matches!(p, Part::Var(v) if v == var))
     }
 
-    /// Render into `out`; `empty` is written for variables without a value (`-` for logs).
+    /// Render into `out`; `empty` is written for variables without a value.
     pub fn render_into(&self, src: &dyn VarSource, empty: &str, out: &mut String) {
+        self.render_with(src, empty, Escape::None, out);
+    }
+
+    /// Render a log line into `out`: each variable's value escaped by `escape`, and an empty
+    /// one as NGINX writes it (`-`, or nothing for `json`).
+    pub fn render_escaped(&self, src: &dyn VarSource, escape: Escape, out: &mut String) {
+        self.render_with(src, escape.empty(), escape, out);
+    }
+
+    fn render_with(&self, src: &dyn VarSource, empty: &str, escape: Escape, out: &mut String) {
         for p in &self.parts {
             match p {
                 Part::Lit(s) => out.push_str(s),
@@ -174,10 +295,24 @@ impl Template {
                     src.write_var(v, out);
                     if out.len() == before {
                         out.push_str(empty);
+                    } else if escape != Escape::None
+                        && out.as_bytes()[before..].iter().any(|&b| escape.escapes(b))
+                    {
+                        let value = out.split_off(before);
+                        escape.push(&value, out);
                     }
                 }
             }
         }
+    }
+
+    /// Whether some variable of the template cannot name a cache entry (see
+    /// [`Var::unknown_before_response`]); its name if so.
+    pub fn unknown_before_response(&self) -> Option<&Var> {
+        self.parts.iter().find_map(|p| match p {
+            Part::Var(v) if v.unknown_before_response() => Some(v),
+            _ => None,
+        })
     }
 
     pub fn render(&self, src: &dyn VarSource) -> String {
@@ -224,5 +359,36 @@ mod tests {
         assert!(Template::parse("$upstream_cache_status")
             .unwrap()
             .uses(&Var::UpstreamCacheStatus));
+    }
+
+    struct Ua(&'static str);
+    impl VarSource for Ua {
+        fn write_var(&self, var: &Var, out: &mut String) {
+            if let Var::Http(_) = var {
+                out.push_str(self.0)
+            }
+        }
+    }
+
+    fn escaped(value: &'static str, escape: Escape) -> String {
+        let t = Template::parse("\"$http_user_agent\" $remote_user").unwrap();
+        let mut out = String::new();
+        t.render_escaped(&Ua(value), escape, &mut out);
+        out
+    }
+
+    #[test]
+    fn escapes() {
+        let hostile = "a\"b\\c\td\u{1}é";
+        assert_eq!(
+            escaped(hostile, Escape::Default),
+            "\"a\\x22b\\x5Cc\\x09d\\x01\\xC3\\xA9\" -"
+        );
+        assert_eq!(
+            escaped(hostile, Escape::Json),
+            "\"a\\\"b\\\\c\\td\\u0001é\" "
+        );
+        assert_eq!(escaped(hostile, Escape::None), format!("\"{hostile}\" -"));
+        assert_eq!(escaped("plain", Escape::Json), "\"plain\" ");
     }
 }

@@ -4,7 +4,7 @@
 use crate::compress::CompressConfig;
 use crate::headers::{HeaderRules, Redirects};
 use crate::router::Router;
-use crate::template::Template;
+use crate::template::{Escape, Template};
 use http::HeaderName;
 use pingora_core::upstreams::peer::HttpPeer;
 use std::collections::HashMap;
@@ -30,6 +30,8 @@ pub struct ErrorLogConfig {
 #[derive(Debug, Clone)]
 pub struct AccessLogConfig {
     pub format: Template,
+    /// How variable values are escaped (NGINX `log_format escape=`).
+    pub escape: Escape,
     pub target: LogTarget,
 }
 

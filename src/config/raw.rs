@@ -46,7 +46,7 @@ pub struct RawConfig {
     #[serde(default)]
     pub error_log: Option<RawErrorLog>,
     #[serde(default)]
-    pub log_formats: IndexMap<String, String>,
+    pub log_formats: IndexMap<String, Value>,
     #[serde(default)]
     pub access_log: Option<Value>,
     #[serde(default)]
@@ -110,6 +110,15 @@ pub struct RawErrorLog {
 pub struct RawAccessLog {
     pub format: Option<String>,
     pub path: Option<String>,
+}
+
+/// A `log_formats` entry in its long form (the short form is the format string alone).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFormat {
+    pub format: String,
+    #[serde(default)]
+    pub escape: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -214,8 +223,8 @@ pub struct RawLocation {
     pub gzip: Option<Value>,
 }
 
-/// `gzip:` — NGINX `gzip*`; `min_length`, `types`, `vary`, `disable`, `proxied` apply to brotli
-/// and zstd too.
+/// `gzip:` — NGINX `gzip*`; `min_length`, `types`, `vary`, `disable`, `proxied`, `http_version`
+/// apply to brotli and zstd too.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGzip {
@@ -233,6 +242,8 @@ pub struct RawGzip {
     pub disable: Option<String>,
     #[serde(default)]
     pub proxied: Option<String>,
+    #[serde(default)]
+    pub http_version: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

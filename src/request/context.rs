@@ -7,7 +7,7 @@ use crate::lifecycle::InflightGuard;
 use crate::state::State;
 use bytes::Bytes;
 use pingora_http::RequestHeader;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// Per-request state.
@@ -35,6 +35,11 @@ pub struct Ctx {
     pub encoder: Option<Encoder>,
     /// Request body bytes read so far, counted against the location's `client_max_body_size`.
     pub body_read: u64,
+    /// `$connection`: the serial number of the client connection (`lifecycle::next_connection`),
+    /// 0 while the path that made the request has not said.
+    pub connection: u64,
+    /// `$request_id`, drawn the first time something reads it.
+    request_id: OnceLock<[u8; 16]>,
     _inflight: InflightGuard,
 }
 
@@ -57,8 +62,15 @@ impl Ctx {
             encoding: None,
             encoder: None,
             body_read: 0,
+            connection: 0,
+            request_id: OnceLock::new(),
             _inflight: InflightGuard::new(),
         }
+    }
+
+    /// `$request_id`: 16 random bytes, the same for the whole request.
+    pub fn request_id(&self) -> &[u8; 16] {
+        self.request_id.get_or_init(rand::random)
     }
 
     pub fn cfg(&self) -> &Config {

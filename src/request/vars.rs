@@ -186,7 +186,8 @@ impl VarSource for RequestVars<'_> {
                 }
             }
             Var::UpstreamAddr => {
-                if let Some(u) = ctx.upstream {
+                // only once the upstream was asked (not for a HIT or a refused request)
+                if let Some(u) = ctx.upstream.filter(|_| ctx.upstream_start.is_some()) {
                     let _ = write!(out, "{}", ctx.cfg().upstreams[u].addr);
                 }
             }
@@ -197,6 +198,27 @@ impl VarSource for RequestVars<'_> {
             }
             Var::BodyBytesSent => {
                 let _ = write!(out, "{}", self.body_bytes_sent);
+            }
+            Var::BytesSent => {
+                let head = self.resp.map_or(0, head_len);
+                let _ = write!(out, "{}", head + self.body_bytes_sent);
+            }
+            Var::RequestId => {
+                let mut hex = [0u8; 32];
+                // 32 bytes of room for 16 bytes: cannot fail
+                if hex::encode_to_slice(ctx.request_id(), &mut hex).is_ok() {
+                    out.push_str(std::str::from_utf8(&hex).unwrap_or_default());
+                }
+            }
+            Var::Connection => {
+                if ctx.connection != 0 {
+                    let _ = write!(out, "{}", ctx.connection);
+                }
+            }
+            Var::Cookie(name) => {
+                if let Some(v) = cookie(req, name) {
+                    out.push_str(v);
+                }
             }
             Var::UpstreamCacheStatus => out.push_str(ctx.cache_status),
             Var::ProxyHost => {
@@ -219,21 +241,17 @@ impl VarSource for RequestVars<'_> {
                 self.write_var(&Var::RemoteAddr, out);
             }
             Var::Http(name) => {
-                let vals: Vec<&str> = req
-                    .headers
-                    .get_all(name.as_str())
-                    .iter()
-                    .filter_map(|v| v.to_str().ok())
-                    .collect();
-                out.push_str(&vals.join(", "));
+                // bytes past ASCII are kept (as UTF-8, else U+FFFD) for the log to escape
+                for (i, v) in req.headers.get_all(name.as_str()).iter().enumerate() {
+                    if i > 0 {
+                        out.push_str(", ");
+                    }
+                    out.push_str(&String::from_utf8_lossy(v.as_bytes()));
+                }
             }
             Var::SentHttp(name) => {
-                if let Some(v) = self
-                    .resp
-                    .and_then(|r| r.headers.get(name.as_str()))
-                    .and_then(|v| v.to_str().ok())
-                {
-                    out.push_str(v);
+                if let Some(v) = self.resp.and_then(|r| r.headers.get(name.as_str())) {
+                    out.push_str(&String::from_utf8_lossy(v.as_bytes()));
                 }
             }
             Var::Arg(name) => {
@@ -249,6 +267,32 @@ impl VarSource for RequestVars<'_> {
             }
         }
     }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers (the first one; the name is
+/// matched ignoring case, as NGINX's `$cookie_NAME`).
+fn cookie<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
+    req.headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|pair| {
+            let (k, v) = pair.split_once('=')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+}
+
+/// The length of `resp`'s head as written (status line, header lines, blank line), for
+/// `$bytes_sent`.
+fn head_len(resp: &ResponseHeader) -> usize {
+    let reason = resp.status.canonical_reason().unwrap_or("").len();
+    let lines: usize = resp
+        .headers
+        .iter()
+        .map(|(n, v)| n.as_str().len() + 2 + v.len() + 2)
+        .sum();
+    "HTTP/1.1 200 \r\n".len() + reason + lines + 2
 }
 
 /// The user name of Basic authentication, as NGINX's `$remote_user`.

@@ -1505,3 +1505,97 @@ fn precompressed_sibling_symlink_outside_root_is_ignored() {
     assert_ne!(r.body, secret, "the sibling outside the root was served");
     assert_same_bytes(&gunzip(&r.body), &js, "compressed on the fly from the file");
 }
+
+// ---------------------------------------------------------------------------
+// NGINX `gzip_disable` ignores case; `gzip_http_version`
+// ---------------------------------------------------------------------------
+
+/// `gzip.disable` matches the User-Agent whatever its case, as NGINX's `gzip_disable` does.
+#[test]
+fn disable_ignores_case() {
+    let (_origin, proxy) = setup("brotli: {enabled: on}\n");
+    let want = pattern_body(4096);
+    for ua in [
+        "mozilla/4.0 (compatible; msie 6.0; windows nt 5.1)",
+        "MOZILLA/4.0 (COMPATIBLE; MSIE 5.5)",
+    ] {
+        let r = fetch(
+            proxy.port,
+            "/ua-case",
+            4096,
+            &[("Accept-Encoding", "gzip, br"), ("User-Agent", ua)],
+        );
+        assert_identity(&r, &want, ua);
+    }
+}
+
+/// `GET path` over HTTP/1.0 with `Accept-Encoding: gzip, br`.
+fn get_http10(port: u16, path: &str) -> Response {
+    request(
+        port,
+        format!(
+            "GET {path} HTTP/1.0\r\nHost: localhost\r\nAccept-Encoding: gzip, br\r\n\
+             X-Origin-Body-Size: 4096\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+}
+
+/// NGINX's `gzip_http_version 1.1` default: an HTTP/1.0 client gets identity (proxied, cached
+/// and static alike), for every encoding; `http_version: "1.0"` compresses for it too.
+#[test]
+fn http10_clients_get_identity_unless_http_version_1_0() {
+    let js = script_js();
+    let origin = start_origin();
+    let config = |gzip_extra: &str| {
+        format!(
+            "{QUIET}{GZIP}{gzip_extra}brotli: {{enabled: on}}\n\
+             types: {{js: application/javascript}}\n\
+             caches: {{c: {{path: \"{{DIR}}/cache\"}}}}\n\
+             locations:\n  \
+               - exact: /script.js\n    \
+                 root: \"{{DIR}}/www\"\n  \
+               - prefix: /cached/\n    \
+                 proxy_pass: http://{addr}\n    \
+                 cache: {{zone: c, valid: {{any: 1m}}}}\n  \
+               - prefix: /\n    \
+                 proxy_pass: http://{addr}\n",
+            addr = origin.addr()
+        )
+    };
+    let proxy = start_proxy_with(&config(""), &[("www/script.js", &js)]);
+    let want = pattern_body(4096);
+    for path in ["/plain", "/cached/a", "/cached/a"] {
+        assert_identity(&get_http10(proxy.port, path), &want, path);
+    }
+    assert_identity(
+        &get_http10(proxy.port, "/script.js"),
+        &js,
+        "static over HTTP/1.0",
+    );
+    // HTTP/1.1 clients still get compressed bodies
+    let r = fetch(
+        proxy.port,
+        "/plain",
+        4096,
+        &[("Accept-Encoding", "gzip, br")],
+    );
+    assert_compressed(&r, "br", &want, "HTTP/1.1");
+
+    let proxy = start_proxy_with(
+        &config("  http_version: \"1.0\"\n"),
+        &[("www/script.js", &js)],
+    );
+    assert_compressed(
+        &get_http10(proxy.port, "/plain"),
+        "br",
+        &want,
+        "http_version 1.0",
+    );
+    assert_compressed(
+        &get_http10(proxy.port, "/script.js"),
+        "br",
+        &js,
+        "static, http_version 1.0",
+    );
+}

@@ -31,6 +31,7 @@ mod edge_rewrite;
 mod harness_smoke;
 mod http10;
 mod listeners;
+mod logs;
 mod ops;
 mod pipelining;
 mod proxying;

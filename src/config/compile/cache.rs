@@ -132,7 +132,7 @@ impl Compiler {
                 )
             })?;
         let key = cache.key.as_deref().unwrap_or(DEFAULT_CACHE_KEY);
-        let key = self.template(&format!("{at}.key"), key)?;
+        let key = self.key_template(&format!("{at}.key"), key)?;
         let valid = self.valid(at, &cache.valid)?;
         let head = self.cache_head(at, cache.methods.as_deref())?;
         let lock = self.cache_lock(at, cache.lock.as_ref())?;

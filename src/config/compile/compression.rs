@@ -1,11 +1,11 @@
-//! Compression: `gzip:` (server and location; its `min_length`, `types`, `vary`, `disable` and
-//! `proxied` apply to every encoding), the server's `brotli:` and `zstd:`, and `static:`
+//! Compression: `gzip:` (server and location; its `min_length`, `types`, `vary`, `disable`,
+//! `proxied` and `http_version` apply to every encoding), the server's `brotli:` and `zstd:`, and `static:`
 //! (precompressed siblings, NGINX `gzip_static`) into a [`CompressConfig`].
 
 use super::{Compiler, Result};
 use crate::compress::CompressConfig;
 use crate::config::raw::{RawCodec, RawConfig, RawGzip};
-use regex::Regex;
+use regex::{Regex, RegexBuilder};
 use serde_yaml::Value;
 use std::sync::Arc;
 
@@ -97,6 +97,8 @@ impl Compiler {
         };
         let disable = self.disable(gzip_at, gzip.and_then(|g| g.disable.as_deref()), outer)?;
         let proxied = self.proxied(gzip_at, gzip.and_then(|g| g.proxied.as_deref()), outer)?;
+        let http10 =
+            self.http_version(gzip_at, gzip.and_then(|g| g.http_version.as_ref()), outer)?;
         let (precompressed, memory_cache) = self.static_files(raw)?;
         let compress = CompressConfig {
             gzip: gzip_level,
@@ -108,6 +110,7 @@ impl Compiler {
             vary,
             disable,
             proxied,
+            http10,
             precompressed,
             memory_cache,
         };
@@ -131,6 +134,7 @@ impl Compiler {
                 vary: None,
                 disable: None,
                 proxied: None,
+                http_version: None,
             })),
         })
     }
@@ -159,19 +163,46 @@ impl Compiler {
         }
     }
 
-    /// `gzip.disable`: a User-Agent regex, or `msie6`.
+    /// `gzip.disable`: a User-Agent regex, or `msie6`; case-insensitive, as NGINX's.
     fn disable(
         &self,
         gzip_at: &str,
         disable: Option<&str>,
         outer: Option<&CompressConfig>,
     ) -> Result<Option<Regex>> {
-        match disable {
-            Some("msie6") => Ok(Some(Regex::new(MSIE6).map_err(|e| self.err(gzip_at, e))?)),
-            Some(pattern) => Ok(Some(Regex::new(pattern).map_err(|e| {
-                self.err(&format!("{gzip_at}.disable"), format!("invalid regex: {e}"))
-            })?)),
-            None => Ok(outer.and_then(|o| o.disable.clone())),
+        let pattern = match disable {
+            Some("msie6") => MSIE6,
+            Some(pattern) => pattern,
+            None => return Ok(outer.and_then(|o| o.disable.clone())),
+        };
+        let re = RegexBuilder::new(pattern)
+            .case_insensitive(true)
+            .build()
+            .map_err(|e| self.err(&format!("{gzip_at}.disable"), format!("invalid regex: {e}")))?;
+        Ok(Some(re))
+    }
+
+    /// `gzip.http_version`: `"1.1"` (only HTTP/1.1 clients get compressed responses) or
+    /// `"1.0"` (HTTP/1.0 clients too); true for `1.0`.
+    fn http_version(
+        &self,
+        gzip_at: &str,
+        version: Option<&Value>,
+        outer: Option<&CompressConfig>,
+    ) -> Result<bool> {
+        let text = match version {
+            None => return Ok(outer.is_some_and(|o| o.http10)),
+            Some(Value::String(s)) => s.trim().to_string(),
+            Some(Value::Number(n)) => n.to_string(),
+            Some(_) => String::new(),
+        };
+        match text.as_str() {
+            "1.0" | "1" => Ok(true),
+            "1.1" => Ok(false),
+            other => Err(self.err(
+                &format!("{gzip_at}.http_version"),
+                format!("`{other}`: expected \"1.0\" or \"1.1\""),
+            )),
         }
     }
 

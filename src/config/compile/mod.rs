@@ -209,6 +209,31 @@ impl Compiler {
         Template::parse(&s).map_err(|e| self.err(at, e))
     }
 
+    /// A cache key template: none of its variables may vary from one request to the next
+    /// whatever the request says, or be known only once the response is under way.
+    fn key_template(&self, at: &str, s: &str) -> Result<Template> {
+        let key = self.template(at, s)?;
+        if key.unknown_before_response().is_none() {
+            return Ok(key);
+        }
+        let bad = s
+            .split('$')
+            .skip(1)
+            .filter_map(|t| {
+                t.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .next()
+            })
+            .find(|name| {
+                Template::parse(&format!("${name}"))
+                    .is_ok_and(|t| t.unknown_before_response().is_some())
+            })
+            .unwrap_or_default();
+        Err(self.err(
+            at,
+            format!("`${bad}` cannot be part of a cache key: its value is not known when the key is made, or differs for every request"),
+        ))
+    }
+
     /// A header name written as a mapping key (so an error points at the key).
     fn header_name(&self, at: &str, name: &str) -> Result<HeaderName> {
         HeaderName::from_bytes(name.as_bytes())

@@ -7,8 +7,9 @@ use super::{status_key, Compiler, Result};
 use crate::config::model::{
     AccessLogConfig, AdminConfig, ErrorLogConfig, Handler, Location, LogTarget,
 };
-use crate::config::raw::{RawAccessLog, RawAdmin, RawConfig, RawErrorLog, RawReload};
+use crate::config::raw::{RawAccessLog, RawAdmin, RawConfig, RawErrorLog, RawLogFormat, RawReload};
 use crate::router::Router;
+use crate::template::{Escape, Template};
 use indexmap::IndexMap;
 use serde_yaml::Value;
 use std::collections::HashMap;
@@ -51,6 +52,20 @@ const DEFAULT_ACCESS_LOG_PATH: &str = "stdout";
 /// NGINX's predefined `combined` log format.
 const NGINX_COMBINED: &str =
     "$remote_addr - $remote_user [$time_local] \"$request\" $status $body_bytes_sent \"$http_referer\" \"$http_user_agent\"";
+/// The built-in `json` format: NGINX's variables as keys, every value a JSON string (escaped
+/// with `escape: json`, so a line is valid JSON whatever the client sends).
+const JSON_FORMAT: &str = concat!(
+    r#"{"time_iso8601":"$time_iso8601","msec":"$msec","request_id":"$request_id","#,
+    r#""connection":"$connection","remote_addr":"$remote_addr","remote_user":"$remote_user","#,
+    r#""request":"$request","request_method":"$request_method","request_uri":"$request_uri","#,
+    r#""server_protocol":"$server_protocol","host":"$host","status":"$status","#,
+    r#""body_bytes_sent":"$body_bytes_sent","bytes_sent":"$bytes_sent","#,
+    r#""request_time":"$request_time","http_referer":"$http_referer","#,
+    r#""http_user_agent":"$http_user_agent","http_x_forwarded_for":"$http_x_forwarded_for","#,
+    r#""upstream_addr":"$upstream_addr","upstream_status":"$upstream_status","#,
+    r#""upstream_response_time":"$upstream_response_time","#,
+    r#""upstream_cache_status":"$upstream_cache_status"}"#
+);
 /// NGINX `default_type`.
 const DEFAULT_TYPE: &str = "application/octet-stream";
 /// NGINX `server_name`: `$host` when the request names no host.
@@ -196,7 +211,7 @@ impl Compiler {
         self.duration("shutdown_delay", v, DEFAULT_SHUTDOWN_DELAY)
     }
 
-    /// `error_log`: `level` in NGINX's names, `target` stdout or stderr.
+    /// `error_log`: `level` in NGINX's names, `target` stdout, stderr or a file.
     pub(super) fn error_log(&self, error_log: Option<&RawErrorLog>) -> Result<ErrorLogConfig> {
         let (level, target) = match error_log {
             Some(e) => (e.level.as_deref(), e.target.as_deref()),
@@ -211,18 +226,19 @@ impl Compiler {
             other => return Err(self.err("error_log.level", format!("unknown level `{other}` (debug, info, notice, warn, error, crit, alert, emerg, off)"))),
         };
         let target = target.unwrap_or(DEFAULT_ERROR_LOG_TARGET);
-        let target = std_stream(target).ok_or_else(|| {
-            self.err(
-                "error_log.target",
-                format!("`{target}`: the error log goes to `stdout` or `stderr`"),
-            )
-        })?;
+        let target = self.log_target("error_log.target", target)?;
         Ok(ErrorLogConfig { level, target })
     }
 
-    /// `access_log`: `off` or `{format, path}`; `format` names a `log_formats` entry,
-    /// `combined`, or is a template itself.
+    /// `access_log`: `off` or `{format, path}`; `format` names a `log_formats` entry, one of
+    /// the built-in `combined` and `json`, or is a template itself.
     pub(super) fn access_log(&self, raw: &RawConfig) -> Result<Option<AccessLogConfig>> {
+        // every named format is checked, used or not (as NGINX's `log_format`)
+        let mut formats = raw
+            .log_formats
+            .iter()
+            .map(|(name, v)| Ok((name.as_str(), self.log_format(name, v)?)))
+            .collect::<Result<Vec<_>>>()?;
         let (format, path) = match &raw.access_log {
             None => return Ok(None),
             Some(Value::String(s)) if s == "off" => return Ok(None),
@@ -239,17 +255,48 @@ impl Compiler {
             }
         };
         let format = format.unwrap_or_else(|| DEFAULT_LOG_FORMAT.to_string());
-        let text = match raw.log_formats.get(&format) {
-            Some(f) => f.clone(),
-            None if format == DEFAULT_LOG_FORMAT => NGINX_COMBINED.to_string(),
-            None => format,
+        let (format, escape) = match formats.iter().position(|(name, _)| *name == format) {
+            Some(i) => formats.swap_remove(i).1,
+            None if format == DEFAULT_LOG_FORMAT => (
+                self.template("access_log.format", NGINX_COMBINED)?,
+                Escape::Default,
+            ),
+            None if format == "json" => (
+                self.template("access_log.format", JSON_FORMAT)?,
+                Escape::Json,
+            ),
+            None => (
+                self.template("access_log.format", &format)?,
+                Escape::Default,
+            ),
         };
         let path = path.as_deref().unwrap_or(DEFAULT_ACCESS_LOG_PATH);
         let target = self.log_target("access_log.path", path)?;
         Ok(Some(AccessLogConfig {
-            format: self.template("access_log.format", &text)?,
+            format,
+            escape,
             target,
         }))
+    }
+
+    /// A `log_formats` entry: `'FORMAT'` (escaped as NGINX's `escape=default`) or
+    /// `{format: 'FORMAT', escape: default|json|none}`.
+    fn log_format(&self, name: &str, v: &Value) -> Result<(Template, Escape)> {
+        let at = format!("log_formats.{name}");
+        if let Value::Mapping(_) = v {
+            let f: RawLogFormat = self.mapping(&at, v)?;
+            let escape = match f.escape.as_deref() {
+                None => Escape::Default,
+                Some(e) => Escape::from_name(e).ok_or_else(|| {
+                    self.err(
+                        &format!("{at}.escape"),
+                        format!("`{e}`: expected default, json or none"),
+                    )
+                })?,
+            };
+            return Ok((self.template(&format!("{at}.format"), &f.format)?, escape));
+        }
+        Ok((self.template(&at, &self.scalar(&at, v)?)?, Escape::Default))
     }
 
     /// A log's `stdout`, `stderr` or file.
