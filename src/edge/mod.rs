@@ -78,6 +78,8 @@ enum Verdict {
 /// What the edge knows when a head is whole.
 struct Turn<'a> {
     conn: Conn<'a>,
+    /// `$connection`.
+    connection: u64,
     limits: ClientLimits,
     /// Some zone has a memory tier, so the edge may answer.
     memory_tier: bool,
@@ -124,7 +126,7 @@ impl ServerApp for Edge {
         let memory_tier = self.state.load().cfg.zones.iter().any(|z| z.memory > 0);
         // Requests answered on this connection so far (NGINX `keepalive_requests`).
         let mut served: u64 = 0;
-        let mut wire = Box::new(Wire::new(stream));
+        let mut wire = Box::new(Wire::new(stream, crate::lifecycle::next_connection()));
         let mut out = BytesMut::new();
         let mut stopping = shutdown.clone();
         // When the first bytes of the head being read arrived: NGINX's `client_header_timeout`
@@ -138,6 +140,7 @@ impl ServerApp for Edge {
             let mut scan = HeadScan::new(&limits);
             let mut turn = Turn {
                 conn,
+                connection: wire.connection,
                 limits,
                 memory_tier,
                 may_keep: false,
@@ -431,6 +434,7 @@ impl Edge {
             return None;
         }
         let mut ctx = Ctx::new(state);
+        ctx.connection = turn.connection;
         ctx.path = norm;
         ctx.assign_location(&req, loc);
         let Some(hit) = memory_tier::lookup(&req, turn.conn, &mut ctx) else {

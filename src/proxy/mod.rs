@@ -107,6 +107,7 @@ impl ProxyHttp for Proxy {
         // The edge's keep-alive verdict (`keepalive_requests`, `keepalive_timeout: 0`,
         // shutdown); Pingora's session only reads the request's `Connection`.
         let close = wire.is_some_and(|w| !w.keep);
+        ctx.connection = wire.map_or(0, |w| w.connection);
         // What the edge found for this request (in this config) is not found again.
         let found = wire
             .and_then(|w| w.route.as_ref())

@@ -80,6 +80,8 @@ pub struct Wire {
     granted: usize,
     /// The client has closed its side.
     eof: bool,
+    /// `$connection`: the connection's serial number.
+    pub connection: u64,
     /// The connection may carry another request after the one handed on (the edge's keep-alive
     /// limits and shutdown; the session's own reading of `Connection` comes on top).
     pub keep: bool,
@@ -95,13 +97,15 @@ pub struct Wire {
 }
 
 impl Wire {
-    pub fn new(stream: Stream) -> Self {
+    /// The connection `stream`, numbered `connection` (`$connection`).
+    pub fn new(stream: Stream, connection: u64) -> Self {
         Wire {
             stream,
             buf: BytesMut::with_capacity(4096),
             extent: Extent::Done,
             granted: 0,
             eof: false,
+            connection,
             keep: true,
             route: None,
             buffering: AtomicBool::new(false),

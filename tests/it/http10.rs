@@ -7,7 +7,7 @@ use std::io::Write;
 
 fn config(origin: &str, compress: bool) -> String {
     let gzip = if compress {
-        "    gzip: {enabled: on, min_length: 1, types: [text/plain]}\n"
+        "    gzip: {enabled: on, min_length: 1, types: [text/plain], http_version: \"1.0\"}\n"
     } else {
         ""
     };

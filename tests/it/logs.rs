@@ -333,3 +333,46 @@ fn pooled_connection_handover_is_not_an_error() {
     let logs = p.logs();
     assert!(!logs.contains("reusable stream"), "{logs}");
 }
+
+/// `$connection` is the same for every request of a connection, whoever answers it (the edge's
+/// memory tier, a proxied request, a static file), and differs between connections.
+#[test]
+fn connection_numbers_requests_of_one_connection() {
+    let origin = start_origin();
+    let p = logging_proxy(&origin, "", "'$connection $request_uri'");
+    get(p.port, "/c/warm");
+    get(p.port, "/c/warm");
+    let mut conn = Connection::connect(p.port);
+    for path in ["/c/warm", "/p", "/s.txt", "/c/warm"] {
+        conn.send(&build_request(
+            "GET",
+            path,
+            &[("Connection", "keep-alive")],
+            b"",
+        ));
+        assert_eq!(conn.read_response(false).status, 200, "{path}");
+    }
+    let log = p.path("access.log");
+    let mut lines = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while lines.len() < 6 && std::time::Instant::now() < deadline {
+        lines = std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(lines.len(), 6, "{lines:?}");
+    let numbers: Vec<&str> = lines
+        .iter()
+        .map(|l| l.split(' ').next().unwrap_or_default())
+        .collect();
+    assert!(
+        numbers.iter().all(|n| n.parse::<u64>().is_ok()),
+        "{lines:?}"
+    );
+    assert_ne!(numbers[0], numbers[1], "two connections");
+    assert!(numbers[2..].iter().all(|n| *n == numbers[2]), "{lines:?}");
+    assert!(!numbers[..2].contains(&numbers[2]), "{lines:?}");
+}
