@@ -40,12 +40,15 @@ impl State {
                     .map_err(|e| format!("cache zone `{}` at {}: {e}", z.name, z.path.display()))
             })
             .collect::<Result<Vec<_>, String>>()?;
-        // Where responses wait for slow clients (unnamed files: the directory stays empty).
-        if let Err(e) = std::fs::create_dir_all(&cfg.buffers.temp_path) {
-            log::warn!(
-                "proxy_temp_path {}: {e}; responses past proxy_buffers wait for their clients",
-                cfg.buffers.temp_path.display()
-            );
+        // Where responses wait for slow clients and request bodies for their uploads to end
+        // (unnamed files: the directories stay empty).
+        for (key, dir) in [
+            ("proxy_temp_path", &cfg.buffers.temp_path),
+            ("client_body_temp_path", &cfg.buffers.body_temp_path),
+        ] {
+            if let Err(e) = std::fs::create_dir_all(dir) {
+                log::warn!("{key} {}: {e}; no temp files there", dir.display());
+            }
         }
         let files = FileCache::new(cfg.file_cache, cfg.file_cache / 8);
         let compressed_capacity = cfg

@@ -86,6 +86,8 @@ pub struct ProxyConfig {
     pub rewrite: Option<(String, String)>,
     pub set_headers: Vec<(HeaderName, Template)>,
     pub buffering: bool,
+    /// NGINX `proxy_request_buffering`: the body is read whole before the upstream is asked.
+    pub request_buffering: bool,
     /// NGINX `proxy_redirect`: the upstream `Location`/`Refresh` rewrite (empty: `off`).
     pub redirects: Redirects,
 }
@@ -274,7 +276,8 @@ impl Default for ClientLimits {
 }
 
 /// Where an upstream response waits for a slow client (NGINX's `proxy_buffers`,
-/// `proxy_max_temp_file_size`, `proxy_temp_path`).
+/// `proxy_max_temp_file_size`, `proxy_temp_path`), and a request body for its upload to end
+/// (`client_body_buffer_size`, `client_body_temp_path`, `client_body_timeout`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Buffers {
     /// Bytes of a response kept in memory.
@@ -283,4 +286,11 @@ pub struct Buffers {
     pub temp_file_max: u64,
     /// Where temp files are made (unnamed: nothing is ever left there).
     pub temp_path: PathBuf,
+    /// Bytes of a request body kept in memory while it is read (NGINX
+    /// `client_body_buffer_size`); past it, the body goes to a temp file.
+    pub body_memory: usize,
+    /// Where request bodies' temp files are made (NGINX `client_body_temp_path`).
+    pub body_temp_path: PathBuf,
+    /// Longest wait between two reads of a request body (NGINX `client_body_timeout`).
+    pub body_timeout: Duration,
 }

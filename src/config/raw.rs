@@ -40,6 +40,12 @@ pub struct RawConfig {
     #[serde(default)]
     pub proxy_temp_path: Option<String>,
     #[serde(default)]
+    pub client_body_buffer_size: Option<Value>,
+    #[serde(default)]
+    pub client_body_temp_path: Option<String>,
+    #[serde(default)]
+    pub client_body_timeout: Option<Value>,
+    #[serde(default)]
     pub file_cache: Option<Value>,
     #[serde(default)]
     pub shutdown_delay: Option<Value>,
@@ -197,6 +203,8 @@ pub struct RawLocation {
     pub proxy_pass: Option<String>,
     #[serde(default)]
     pub buffering: Option<Value>,
+    #[serde(default)]
+    pub request_buffering: Option<Value>,
     /// `default`, `off`, or a list of `{from, to}` (and `default`).
     #[serde(default)]
     pub proxy_redirect: Option<Value>,

@@ -8,6 +8,7 @@
 //! per request) costs more than the whole answer of a memory HIT; this path keeps the same
 //! routing, cache lookup, header rules, metrics and access log (`request`, shared with `proxy`).
 
+mod body;
 pub mod head;
 
 use crate::config::{ClientLimits, Config};
@@ -67,12 +68,20 @@ enum Verdict {
     Incomplete,
     /// A memory-tier HIT, its response ready in the output buffer.
     Answer(Answered),
-    /// Pingora handles this request, framed so (with what the edge found for it).
-    HandOff(Framing, Option<EdgeRoute>),
+    /// Pingora handles this request.
+    HandOff(Hand),
     /// A head NGINX would refuse: answered here, and the connection closed.
     Refuse(Rejection),
     /// A head NGINX accepts in another shape: this head replaces it.
     Rewrite(Vec<u8>),
+}
+
+/// A request for Pingora: how its body ends, what the edge found for it, and whether the edge
+/// reads its body whole first.
+struct Hand {
+    framing: Framing,
+    route: Option<EdgeRoute>,
+    spool: Option<body::Spool>,
 }
 
 /// What the edge knows when a head is whole.
@@ -94,11 +103,7 @@ enum Next {
     /// Answered; keep the connection for another request (or close it).
     Answered { keepalive: bool },
     /// Pingora handles the request whose head is the first `head` bytes of the buffer.
-    HandOff {
-        head: usize,
-        framing: Framing,
-        route: Option<EdgeRoute>,
-    },
+    HandOff { head: usize, hand: Hand },
 }
 
 #[async_trait]
@@ -200,11 +205,10 @@ impl ServerApp for Edge {
                                 keepalive: a.keepalive,
                             };
                         }
-                        Verdict::HandOff(framing, route) => {
+                        Verdict::HandOff(hand) => {
                             break Next::HandOff {
                                 head: head_len,
-                                framing,
-                                route,
+                                hand,
                             }
                         }
                         Verdict::Refuse(rejection) => {
@@ -270,15 +274,20 @@ impl ServerApp for Edge {
             match next {
                 Next::Answered { keepalive: true } => {}
                 Next::Answered { keepalive: false } => return None,
-                Next::HandOff {
-                    head,
-                    framing,
-                    route,
-                } => {
+                Next::HandOff { head, hand } => {
+                    let cfg = self.state.load().cfg.clone();
+                    // NGINX `proxy_request_buffering`: the upstream is asked once the upload
+                    // is over
+                    let body = match hand.spool {
+                        Some(spool) => self
+                            .read_body(&mut wire, head, hand.framing, spool, &cfg, conn)
+                            .await
+                            .ok()?,
+                        None => None,
+                    };
                     // The session reads this one request through the wire; what the client
                     // sends after it stays in the wire's buffer for the edge.
-                    let cfg = self.state.load().cfg.clone();
-                    wire.hand_on(head, framing, turn.may_keep, route, &cfg);
+                    wire.hand_on(head, hand.framing, turn.may_keep, hand.route, &cfg, body);
                     let mut session = ServerSession::new_http1(wire);
                     session.set_keepalive(
                         turn.may_keep
@@ -322,13 +331,25 @@ impl Edge {
             }
             Err(rejection) => return Verdict::Refuse(rejection),
         };
-        if !turn.memory_tier {
-            return Verdict::HandOff(framing, None);
+        if !matches!(framing, Framing::Empty | Framing::Length(0)) {
+            // a body: never a memory HIT
+            return Verdict::HandOff(Hand {
+                framing,
+                route: None,
+                spool: body::spool_for(&self.state.load().cfg, &parsed, framing),
+            });
         }
-        let mut found = None;
-        match self.answer_parsed(&parsed, head.len(), turn, out, &mut found) {
+        let mut hand = Hand {
+            framing,
+            route: None,
+            spool: None,
+        };
+        if !turn.memory_tier {
+            return Verdict::HandOff(hand);
+        }
+        match self.answer_parsed(&parsed, head.len(), turn, out, &mut hand.route) {
             Some(a) => Verdict::Answer(a),
-            None => Verdict::HandOff(framing, found),
+            None => Verdict::HandOff(hand),
         }
     }
 

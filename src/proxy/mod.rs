@@ -281,6 +281,18 @@ impl ProxyHttp for Proxy {
                 upstream.insert_header(name.clone(), v)?;
             }
         }
+        // A body the edge read whole goes upstream with its length, never chunked (as NGINX:
+        // WSGI servers handle chunked request bodies poorly), and its `100 Continue` was sent.
+        if let Some(length) = session
+            .as_downstream()
+            .stream()
+            .and_then(|s| s.as_any().downcast_ref::<Wire>())
+            .and_then(|w| w.spooled)
+        {
+            upstream.remove_header(&header::TRANSFER_ENCODING);
+            upstream.remove_header(&header::EXPECT);
+            upstream.insert_header(header::CONTENT_LENGTH, length)?;
+        }
         // We speak HTTP/1.1 upstream, where Host is mandatory (NGINX speaks 1.0 and may omit it).
         if !upstream.headers.contains_key(header::HOST) {
             upstream.insert_header(header::HOST, &ctx.cfg().upstreams[p.upstream].proxy_host)?;

@@ -6,6 +6,8 @@ pub struct ChunkScan {
     state: Chunk,
     /// Data bytes left in the current chunk.
     left: u64,
+    /// Data bytes seen so far (the decoded length).
+    pub data: u64,
 }
 
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +63,7 @@ impl ChunkScan {
                     // n <= bytes.len() - i
                     i += n as usize;
                     self.left -= n;
+                    self.data += n;
                     if self.left == 0 {
                         self.state = Chunk::DataEnd;
                     }
@@ -96,6 +99,11 @@ impl ChunkScan {
             }
         }
         (i, false)
+    }
+
+    /// Whether the bytes seen are no chunked body.
+    pub fn is_broken(&self) -> bool {
+        self.state == Chunk::Broken
     }
 
     fn in_ext(&self) -> bool {

@@ -9,6 +9,9 @@
 
 mod backlog;
 mod chunk_scan;
+mod spool;
+
+pub use spool::{SpoolError, SpoolLimits, Spooled};
 
 use crate::config::Config;
 use backlog::{Backlog, Bounds};
@@ -20,6 +23,7 @@ use pingora_core::protocols::{
     TimingDigest, UniqueID, UniqueIDType,
 };
 use std::io;
+use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -66,6 +70,12 @@ enum Extent {
     Length(u64),
     Chunked(ChunkScan),
     Tunnel,
+    /// A body read whole into a temp file: its bytes from `pos` to `end`.
+    File {
+        file: std::fs::File,
+        pos: u64,
+        end: u64,
+    },
 }
 
 /// The client connection, and the bytes read from it that no one has consumed yet.
@@ -82,6 +92,11 @@ pub struct Wire {
     eof: bool,
     /// `$connection`: the connection's serial number.
     pub connection: u64,
+    /// The decoded length of the body of the request handed on, when it was read whole before
+    /// (`spool`): the upstream gets it with this `Content-Length`.
+    pub spooled: Option<u64>,
+    /// That body's temp file, read after the head.
+    body_file: Option<(std::fs::File, u64)>,
     /// The connection may carry another request after the one handed on (the edge's keep-alive
     /// limits and shutdown; the session's own reading of `Connection` comes on top).
     pub keep: bool,
@@ -106,6 +121,8 @@ impl Wire {
             granted: 0,
             eof: false,
             connection,
+            spooled: None,
+            body_file: None,
             keep: true,
             route: None,
             buffering: AtomicBool::new(false),
@@ -123,9 +140,12 @@ impl Wire {
         keep: bool,
         route: Option<EdgeRoute>,
         cfg: &Arc<Config>,
+        body: Option<Spooled>,
     ) {
         self.keep = keep;
         self.route = route;
+        self.spooled = body.as_ref().map(|b| b.length);
+        self.body_file = body.and_then(|b| b.file);
         *self.buffering.get_mut() = false;
         if !self.cfg.as_ref().is_some_and(|c| Arc::ptr_eq(c, cfg)) {
             self.cfg = Some(cfg.clone());
@@ -151,6 +171,10 @@ impl Wire {
                     *left -= n;
                     self.granted += n;
                     if *left > 0 {
+                        return;
+                    }
+                    if let Some((file, end)) = self.body_file.take() {
+                        self.extent = Extent::File { file, pos: 0, end };
                         return;
                     }
                     self.extent = match *framing {
@@ -182,6 +206,7 @@ impl Wire {
                     self.granted = self.buf.len();
                     return;
                 }
+                Extent::File { .. } => return,
             }
         }
     }
@@ -273,6 +298,19 @@ impl AsyncRead for Wire {
                 out.put_slice(&this.buf[..n]);
                 this.buf.advance(n);
                 this.granted -= n;
+                return Poll::Ready(Ok(()));
+            }
+            if let Extent::File { file, pos, end } = &mut this.extent {
+                // a body read whole: from its temp file (blocking, from the page cache)
+                let n = (out.remaining() as u64).min(*end - *pos);
+                // n <= out.remaining()
+                let dst = out.initialize_unfilled_to(n as usize);
+                file.read_exact_at(dst, *pos)?;
+                out.advance(n as usize);
+                *pos += n;
+                if *pos == *end {
+                    this.extent = Extent::Done;
+                }
                 return Poll::Ready(Ok(()));
             }
             if matches!(this.extent, Extent::Done) {

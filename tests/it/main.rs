@@ -36,6 +36,7 @@ mod ops;
 mod pipelining;
 mod proxying;
 mod redirects;
+mod request_buffering;
 mod routing;
 mod shipped_configs;
 mod signals;

@@ -218,6 +218,7 @@ impl Compiler {
         }
         for (key, is_written) in [
             ("buffering", loc.buffering.is_some()),
+            ("request_buffering", loc.request_buffering.is_some()),
             ("proxy_set_header", loc.proxy_set_header.is_some()),
             ("proxy_redirect", loc.proxy_redirect.is_some()),
         ] {

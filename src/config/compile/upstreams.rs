@@ -1,5 +1,5 @@
 //! `upstreams:` (address, timeouts, keep-alive) and a location's `proxy_pass`,
-//! `proxy_set_header`, `buffering` and `proxy_redirect`. Addresses are resolved once, here.
+//! `proxy_set_header`, `buffering`, `request_buffering` and `proxy_redirect`. Addresses are resolved once, here.
 
 use super::{inherit, literal_prefix, Compiler, Result, ServerDefaults};
 use crate::config::model::{ProxyConfig, Upstream};
@@ -21,6 +21,8 @@ const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 const DEFAULT_KEEPALIVE: usize = 128;
 /// NGINX `proxy_buffering on`.
 const DEFAULT_PROXY_BUFFERING: bool = true;
+/// NGINX `proxy_request_buffering on`.
+const DEFAULT_REQUEST_BUFFERING: bool = true;
 /// The `Host` sent upstream when `proxy_set_header` sets none (NGINX
 /// `proxy_set_header Host $proxy_host`).
 const DEFAULT_HOST_HEADER: &str = "$proxy_host";
@@ -141,6 +143,11 @@ impl Compiler {
                 &format!("{at}.buffering"),
                 loc.buffering.as_ref(),
                 DEFAULT_PROXY_BUFFERING,
+            )?,
+            request_buffering: self.flag(
+                &format!("{at}.request_buffering"),
+                loc.request_buffering.as_ref(),
+                DEFAULT_REQUEST_BUFFERING,
             )?,
         })
     }
