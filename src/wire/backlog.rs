@@ -105,9 +105,13 @@ impl Backlog {
         Ok(&self.mem)
     }
 
-    /// `n` bytes of the front were sent.
+    /// `n` bytes of the front were sent. Once nothing waits, the memory goes back: an idle
+    /// keep-alive connection keeps no buffer of its last answer.
     pub fn consume(&mut self, n: usize) {
         self.mem.advance(n);
+        if self.is_empty() {
+            self.mem = BytesMut::new();
+        }
     }
 }
 
