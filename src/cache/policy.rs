@@ -1,7 +1,8 @@
 //! NGINX `proxy_cache` policy on top of pingora-cache: the cache key, `proxy_cache_bypass` /
 //! `proxy_no_cache`, what is cacheable and for how long (`X-Accel-Expires`, `Cache-Control`,
 //! `Expires`, then `valid`; `Set-Cookie`, `Vary: *`, `private`, `no-store`, `no-cache` refused;
-//! `ignore_headers`), `Vary`, stale serving, and `$upstream_cache_status`.
+//! `ignore_headers`, with an ignored `Set-Cookie` never stored), `Vary`, stale serving, and
+//! `$upstream_cache_status`.
 
 use crate::config::CacheRules;
 use crate::template::{Template, VarSource};
@@ -164,7 +165,23 @@ pub fn cacheability(
     } else {
         from_cc(CacheControl::stale_if_error).unwrap_or(0)
     };
-    Cacheable(CacheMeta::new(now + ttl, now, swr, sie, resp.clone()))
+    Cacheable(CacheMeta::new(
+        now + ttl,
+        now,
+        swr,
+        sie,
+        stored_header(resp),
+    ))
+}
+
+/// The header an entry stores: the response's, without `Set-Cookie`. A response with
+/// `Set-Cookie` reaches the store only when `ignore_headers` lists it, and one client's cookie
+/// must never be replayed to the others (the client whose request filled the entry still gets
+/// it: the header sent on a MISS is the upstream's, not the stored one).
+fn stored_header(resp: &ResponseHeader) -> ResponseHeader {
+    let mut stored = resp.clone();
+    stored.remove_header(&header::SET_COOKIE);
+    stored
 }
 
 /// The variance of a stored response for this request (`Vary`), unless `Vary` is ignored.

@@ -75,7 +75,21 @@ pub fn cacheability(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> Resp
     };
     let vars = RequestVars::new(session, ctx, Some(resp));
     let no_cache = policy::any_set(&rules.no_cache, &vars);
-    policy::cacheability(rules, session.req_header(), resp, no_cache)
+    let verdict = policy::cacheability(rules, session.req_header(), resp, no_cache);
+    if matches!(verdict, RespCacheable::Cacheable(_))
+        && resp.headers.contains_key(header::SET_COOKIE)
+    {
+        // once per fill of the key: HITs never see the cookie
+        log::info!(
+            "storing the response without its Set-Cookie (ignore_headers: [Set-Cookie]), key: \"{}\"",
+            session
+                .cache
+                .maybe_cache_key()
+                .and_then(CacheKey::primary_key_str)
+                .unwrap_or_default()
+        );
+    }
+    verdict
 }
 
 /// NGINX `proxy_cache_use_stale`: whether a stale entry answers instead of `error` (`None`:

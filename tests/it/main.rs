@@ -19,6 +19,7 @@ mod common;
 
 mod body_limit;
 mod cache;
+mod cache_correctness;
 mod cache_memory;
 mod client_timeouts;
 mod compression;

@@ -1,0 +1,107 @@
+//! Black-box tests of what a shared cache may store and replay (RFC 9111, and NGINX where the
+//! RFC allows both): an ignored `Set-Cookie` is never stored, qualified `no-cache` and invalid
+//! freshness directives are not stored, a cold HEAD fills the entry, the key names the request
+//! sent upstream, and `If-Modified-Since` gets one rule for HITs and static files.
+//!
+//! Every test uses its own paths; the origin is steered by `X-Origin-*` request headers (see
+//! `common::origin`) and counts requests per URI, which a HIT never reaches.
+
+use std::time::Duration;
+
+use crate::common::*;
+
+/// `$upstream_cache_status`, as every location here adds it.
+const XC: &str = "X-Proxy-Cache";
+
+/// A config with one upstream `app` (the origin), zone `c` in the temp dir, `error_log` at
+/// `info`, and `locations` (YAML list items) appended.
+fn yaml(origin: u16, locations: &str) -> String {
+    format!(
+        "listen: [\"127.0.0.1:{{PORT}}\"]\n\
+         error_log: {{level: info, target: stderr}}\n\
+         access_log: off\n\
+         upstreams:\n  app: {{address: \"127.0.0.1:{origin}\", connect_timeout: 1s, read_timeout: 5s, send_timeout: 1s}}\n\
+         caches:\n  c: {{path: \"{{DIR}}/cache\"}}\n\
+         locations:\n{locations}"
+    )
+}
+
+/// A location `prefix` proxied to `proxy_pass` with `cache: {zone: c, <cache>}`.
+fn cached(prefix: &str, proxy_pass: &str, cache: &str) -> String {
+    format!(
+        "  - prefix: {prefix}\n    proxy_pass: {proxy_pass}\n    \
+         add_header: {{{XC}: {{value: $upstream_cache_status, always: on}}}}\n    \
+         cache: {{zone: c, {cache}}}\n"
+    )
+}
+
+#[track_caller]
+fn expect(r: &Response, status: u16, cache: &str, what: &str) {
+    assert!(
+        r.status == status && cache_status(r) == cache,
+        "{what}: want {status} {cache}, got {} {}; headers {:?}",
+        r.status,
+        cache_status(r),
+        r.headers
+    );
+}
+
+// ---------------------------------------------------------------------------
+// 1. Set-Cookie
+// ---------------------------------------------------------------------------
+
+/// With `ignore_headers: [Set-Cookie]`, the entry is stored without the cookie: the client
+/// whose request filled it gets its own `Set-Cookie`, nobody else gets it (disk HIT, memory
+/// HIT), and the log says so at info once for the fill.
+#[test]
+fn ignored_set_cookie_is_not_stored() {
+    let origin = start_origin();
+    let proxy = start_proxy(&yaml(
+        origin.port,
+        &cached(
+            "/",
+            "http://app",
+            r#"valid: {"200": 1m}, ignore_headers: [Set-Cookie]"#,
+        ),
+    ));
+    let alice = get_with(
+        proxy.port,
+        "/sc/a",
+        &[
+            ("X-Origin-Header", "Set-Cookie: session=SECRET-alice"),
+            // not the default echo, whose body would hold the request's headers
+            ("X-Origin-Body-Size", "10"),
+        ],
+    );
+    expect(&alice, 200, "MISS", "alice");
+    assert_eq!(alice.header("set-cookie"), Some("session=SECRET-alice"));
+    for i in 0..3 {
+        // bob's origin answer would set his own cookie, but he is answered from the cache
+        let bob = get_with(
+            proxy.port,
+            "/sc/a",
+            &[
+                ("X-Origin-Header", "Set-Cookie: session=SECRET-bob"),
+                ("X-Origin-Body-Size", "10"),
+            ],
+        );
+        expect(&bob, 200, "HIT", &format!("bob {i}"));
+        assert_eq!(
+            bob.header("set-cookie"),
+            None,
+            "bob {i} got someone's cookie: {:?}",
+            bob.headers
+        );
+    }
+    assert_eq!(hits(&origin, "/sc/a"), 1);
+    eventually("the info line", Duration::from_secs(5), || {
+        proxy.stderr().matches("without its Set-Cookie").count() == 1
+    });
+    let entry = entry_files(&proxy.path("cache"));
+    assert_eq!(entry.len(), 1);
+    let bytes = std::fs::read(&entry[0].0).expect("entry file");
+    assert!(
+        !String::from_utf8_lossy(&bytes).contains("SECRET"),
+        "the entry file holds the cookie"
+    );
+}
