@@ -1,6 +1,7 @@
 //! NGINX `proxy_cache` policy on top of pingora-cache: the cache key, `proxy_cache_bypass` /
 //! `proxy_no_cache`, what is cacheable and for how long (`X-Accel-Expires`, `Cache-Control`,
-//! `Expires`, then `valid`; `Set-Cookie`, `Vary: *`, `private`, `no-store`, `no-cache` refused;
+//! `Expires`, then `valid`; `Set-Cookie`, `Vary: *`, `private`, `no-store`, `no-cache` (also
+//! qualified) and invalid freshness (`max-age=abc`) refused;
 //! `ignore_headers`, with an ignored `Set-Cookie` never stored), `Vary`, stale serving, and
 //! `$upstream_cache_status`.
 
@@ -64,16 +65,21 @@ fn header_ttl(
         }
     }
     if let Some(cc) = cc {
-        if cc.no_store() || cc.private() || cc.no_cache() {
+        // `no-cache="X-Secret"` too: a shared cache must not replay the named fields without
+        // revalidation (RFC 9111 §5.2.2.4), and outrigger stores no-cache responses not at all
+        if cc.no_store() || cc.private() || cc.has_key("no-cache") {
             return Some(Err(NoCacheReason::OriginNotCache));
         }
-        let age = cc.s_maxage().ok().flatten().or(cc.max_age().ok().flatten());
-        if let Some(secs) = age {
-            return Some(if secs == 0 {
-                Err(NoCacheReason::OriginNotCache)
-            } else {
-                Ok(Duration::from_secs(secs as u64))
-            });
+        // s-maxage wins in a shared cache; an invalid value (`max-age=abc`) makes the response
+        // stale (RFC 9111 §4.2.1), and NGINX does not store it either, whatever `valid` says
+        let age = match cc.s_maxage() {
+            Ok(None) => cc.max_age(),
+            s_maxage => s_maxage,
+        };
+        match age {
+            Ok(Some(secs)) if secs > 0 => return Some(Ok(Duration::from_secs(secs as u64))),
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => return Some(Err(NoCacheReason::OriginNotCache)),
         }
     }
     if !rules.ignore.expires {

@@ -105,3 +105,59 @@ fn ignored_set_cookie_is_not_stored() {
         "the entry file holds the cookie"
     );
 }
+
+// ---------------------------------------------------------------------------
+// 2. qualified no-cache, invalid freshness
+// ---------------------------------------------------------------------------
+
+/// `no-cache="X-Secret"` is no-cache (RFC 9111 §5.2.2.4: not replayed without revalidation;
+/// here not stored), and an invalid `max-age` makes the response stale (RFC 9111 §4.2.1): not
+/// stored, even with `valid` or `Expires`. A valid `s-maxage` is what a shared cache uses.
+#[test]
+fn qualified_no_cache_and_invalid_max_age_are_not_stored() {
+    let origin = start_origin();
+    let proxy = start_proxy(&yaml(
+        origin.port,
+        &cached("/", "http://app", r#"valid: {"200": 1m}"#),
+    ));
+    let in_an_hour =
+        httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(3600));
+    let expires = format!("Expires: {in_an_hour}");
+    let cases: &[(&str, &[&str])] = &[
+        (
+            "qualified",
+            &["Cache-Control: no-cache=\"X-Secret\"", "X-Secret: s1"],
+        ),
+        (
+            "qualified-list",
+            &["Cache-Control: public, no-cache=\"X-Secret, X-Other\", max-age=60"],
+        ),
+        ("abc", &["Cache-Control: max-age=abc"]),
+        ("abc-expires", &["Cache-Control: max-age=abc", &expires]),
+        ("s-abc", &["Cache-Control: s-maxage=abc, max-age=60"]),
+    ];
+    for (name, headers) in cases {
+        let path = format!("/nc/{name}");
+        let h: Vec<(&str, &str)> = headers.iter().map(|v| ("X-Origin-Header", *v)).collect();
+        for i in 0..2 {
+            expect(
+                &get_with(proxy.port, &path, &h),
+                200,
+                "MISS",
+                &format!("{headers:?} {i}"),
+            );
+        }
+        assert_eq!(hits(&origin, &path), 2, "{headers:?}: stored");
+    }
+    // the controls: a valid s-maxage beside an invalid max-age, and no Cache-Control (`valid`)
+    for (path, h) in [
+        (
+            "/nc/s-ok",
+            vec![("X-Origin-Header", "Cache-Control: s-maxage=60, max-age=abc")],
+        ),
+        ("/nc/plain", vec![]),
+    ] {
+        expect(&get_with(proxy.port, path, &h), 200, "MISS", path);
+        expect(&get_with(proxy.port, path, &h), 200, "HIT", path);
+    }
+}
