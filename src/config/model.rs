@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Where a log goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,12 +53,27 @@ pub enum SymlinkPolicy {
     Follow,
 }
 
-/// How `If-Modified-Since` is compared (NGINX `if_modified_since`).
+/// How `If-Modified-Since` is compared (NGINX `if_modified_since`), for static files and
+/// cached responses alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImsMode {
     Off,
     Exact,
     Before,
+}
+
+impl ImsMode {
+    /// Whether a response last modified at `last_modified` is not modified since the request's
+    /// `If-Modified-Since` (`since`), so a 304 answers: `exact` when the two are equal (a later
+    /// date too gives the full response), `before` when `last_modified` is not after `since`,
+    /// `off` never.
+    pub fn not_modified(self, since: SystemTime, last_modified: SystemTime) -> bool {
+        match self {
+            ImsMode::Off => false,
+            ImsMode::Exact => since == last_modified,
+            ImsMode::Before => last_modified <= since,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -74,7 +89,6 @@ pub struct StaticConfig {
     pub doc_root: DocRoot,
     pub index: Vec<String>,
     pub symlinks: SymlinkPolicy,
-    pub if_modified_since: ImsMode,
 }
 
 #[derive(Debug, Clone)]
@@ -232,6 +246,8 @@ pub struct Config {
     pub default_type: String,
     /// `$host` when the request names no host (NGINX `server_name`).
     pub server_name: String,
+    /// NGINX `if_modified_since` (server level), for static files and cached responses.
+    pub if_modified_since: ImsMode,
     /// Largest keep-alive pool asked for by any upstream.
     pub keepalive_pool: usize,
 }

@@ -14,6 +14,7 @@ use crate::files;
 use crate::headers;
 use crate::metrics::METRICS;
 use crate::request::cache_key::variance_for;
+use crate::request::conditional;
 use crate::request::context::Ctx;
 use crate::request::log::log_request;
 use crate::request::route::{route, Routed};
@@ -205,6 +206,20 @@ impl ProxyHttp for Proxy {
         req: &RequestHeader,
     ) -> Option<HashBinary> {
         variance_for(ctx, meta.response_header(), req)
+    }
+
+    /// The 304 of a HIT (or of a MISS being stored): `if_modified_since` as for static files.
+    fn cache_not_modified_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<bool> {
+        Ok(conditional::not_modified(
+            session.req_header(),
+            resp,
+            ctx.cfg().if_modified_since,
+        ))
     }
 
     fn should_serve_stale(

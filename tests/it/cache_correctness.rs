@@ -161,3 +161,64 @@ fn qualified_no_cache_and_invalid_max_age_are_not_stored() {
         expect(&get_with(proxy.port, path, &h), 200, "HIT", path);
     }
 }
+
+// ---------------------------------------------------------------------------
+// 5. If-Modified-Since: one rule for HITs and static files
+// ---------------------------------------------------------------------------
+
+/// Under each `if_modified_since` mode, a cached response (cold MISS, disk HIT, memory HIT) and
+/// a static file answer the same `If-Modified-Since` dates alike, as NGINX: `exact` 304 only
+/// for the date itself, `before` for it and any later date, `off` never.
+#[test]
+fn if_modified_since_is_one_rule_for_hits_and_static_files() {
+    const LM: &str = "Mon, 01 Jan 2024 00:00:00 GMT";
+    const LATER: &str = "Fri, 01 Jan 2100 00:00:00 GMT";
+    const EARLIER: &str = "Mon, 01 Jan 2001 00:00:00 GMT";
+    let origin = start_origin();
+    let lm_header = format!("Last-Modified: {LM}");
+    for (mode, equal, later) in [("exact", 304, 200), ("before", 304, 304), ("off", 200, 200)] {
+        let locations = format!(
+            "  - prefix: /files/\n    root: \"{{DIR}}/www\"\n{}",
+            cached("/", "http://app", r#"valid: {"200": 1m}"#)
+        );
+        let config = yaml(origin.port, &locations).replace(
+            "access_log: off\n",
+            &format!("access_log: off\nif_modified_since: {mode}\n"),
+        );
+        let proxy = start_proxy_with(&config, &[("www/files/f.txt", b"hello")]);
+        let file_lm = get(proxy.port, "/files/f.txt")
+            .header("last-modified")
+            .expect("the file's Last-Modified")
+            .to_string();
+        let origin_h = ("X-Origin-Header", lm_header.as_str());
+        // a cold MISS with a later date
+        let path = format!("/ims/{mode}/cold");
+        let r = get_with(proxy.port, &path, &[origin_h, ("If-Modified-Since", LATER)]);
+        expect(&r, later, "MISS", &format!("{mode}: cold MISS, later date"));
+        // filled, then the later date first (a disk HIT, then memory HITs)
+        let path = format!("/ims/{mode}/hit");
+        expect(
+            &get_with(proxy.port, &path, &[origin_h]),
+            200,
+            "MISS",
+            "fill",
+        );
+        for (since, file_since, want) in [
+            (LATER, LATER, later),
+            (LATER, LATER, later),
+            (LM, file_lm.as_str(), equal),
+            (EARLIER, EARLIER, 200),
+        ] {
+            let what = format!("{mode}: If-Modified-Since {since}");
+            let r = get_with(proxy.port, &path, &[origin_h, ("If-Modified-Since", since)]);
+            expect(&r, want, "HIT", &format!("{what}, cached"));
+            let f = get_with(
+                proxy.port,
+                "/files/f.txt",
+                &[("If-Modified-Since", file_since)],
+            );
+            assert_eq!(f.status, want, "{what}, static file");
+        }
+        assert_eq!(hits(&origin, &path), 1);
+    }
+}
