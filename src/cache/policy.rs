@@ -1,4 +1,4 @@
-//! NGINX `proxy_cache` policy on top of pingora-cache: the cache key, `proxy_cache_bypass` /
+//! NGINX `proxy_cache` policy on top of pingora-cache: `proxy_cache_bypass` /
 //! `proxy_no_cache`, what is cacheable and for how long (`X-Accel-Expires`, `Cache-Control`,
 //! `Expires`, then `valid`; `Set-Cookie`, `Vary: *`, `private`, `no-store`, `no-cache` (also
 //! qualified) and invalid freshness (`max-age=abc`) refused;
@@ -24,11 +24,6 @@ pub fn any_set(list: &[Template], vars: &dyn VarSource) -> bool {
         let v = t.render(vars);
         !v.is_empty() && v != "0"
     })
-}
-
-/// The primary key bytes for this request (the rendered `key` template).
-pub fn key_bytes(rules: &CacheRules, vars: &dyn VarSource) -> String {
-    rules.key.render(vars)
 }
 
 fn header_str(resp: &ResponseHeader, name: header::HeaderName) -> Option<&str> {

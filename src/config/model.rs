@@ -102,6 +102,34 @@ pub struct ProxyConfig {
     pub redirects: Redirects,
 }
 
+impl ProxyConfig {
+    /// The request target sent upstream for a request whose normalised path is `path`, when
+    /// `proxy_pass` has a URI part: it replaces the location's prefix, the rest re-escaped
+    /// (NGINX). `None` without a URI part: the client's target is sent as it came.
+    pub fn rewrite_target(&self, path: &str, query: Option<&str>) -> Option<String> {
+        let mut t = String::with_capacity(path.len() + 32);
+        if !self.push_rewritten_path(&mut t, path) {
+            return None;
+        }
+        if let Some(q) = query {
+            t.push('?');
+            t.push_str(q);
+        }
+        Some(t)
+    }
+
+    /// The path part of [`Self::rewrite_target`] appended to `out`; `false` (nothing appended)
+    /// without a URI part in `proxy_pass`.
+    pub fn push_rewritten_path(&self, out: &mut String, path: &str) -> bool {
+        let Some((prefix, replacement)) = &self.rewrite else {
+            return false;
+        };
+        out.push_str(replacement);
+        crate::uri::push_escaped_path(out, path.strip_prefix(prefix.as_str()).unwrap_or(path));
+        true
+    }
+}
+
 #[derive(Debug, Clone)]
 pub enum Handler {
     Static(StaticConfig),
@@ -158,7 +186,8 @@ impl UseStale {
 pub struct CacheRules {
     /// Index into `Config::zones`.
     pub zone: usize,
-    pub key: Template,
+    /// `key`; `None`: NGINX's default, the request as sent upstream (`request::cache_key`).
+    pub key: Option<Template>,
     /// (status or `None` for any, time to live), first match wins.
     pub valid: Vec<(Option<u16>, Duration)>,
     pub bypass: Vec<Template>,

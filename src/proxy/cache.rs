@@ -139,7 +139,7 @@ pub async fn purge(session: &mut Session, ctx: &mut Ctx, rules: &CacheRules) -> 
     if !ip.is_some_and(|ip| rules.purge_allow.iter().any(|n| n.contains(&ip))) {
         return error_page::send_error(session, ctx, 403, None).await;
     }
-    let primary = primary_hash(rules, &RequestVars::new(session, ctx, None));
+    let primary = primary_hash(rules, &RequestVars::new(session, ctx, None), ctx);
     let found = ctx.state.zones[rules.zone].storage.remove_primary(&primary);
     if !found {
         return error_page::send_error(session, ctx, 404, None).await;
@@ -178,7 +178,7 @@ pub fn invalidate_unsafe(session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
         return;
     }
     let vars = RequestVars::new(session, ctx, None);
-    storage.remove_primary(&primary_hash(rules, &vars));
+    storage.remove_primary(&primary_hash(rules, &vars, ctx));
     let host = host(session.req_header(), &ctx.cfg().server_name);
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(uri) = resp
@@ -189,16 +189,18 @@ pub fn invalidate_unsafe(session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
         else {
             continue;
         };
-        if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(&host))
-            || !uri.path().starts_with('/')
-        {
+        if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(&host)) {
             continue;
         }
+        let Ok(normalised) = crate::uri::normalize(uri.path()) else {
+            continue;
+        };
         let other = WithUri {
             inner: &vars,
             path: uri.path(),
+            uri: &normalised,
             query: uri.query(),
         };
-        storage.remove_primary(&primary_hash(rules, &other));
+        storage.remove_primary(&primary_hash(rules, &other, ctx));
     }
 }

@@ -9,7 +9,7 @@ pub mod error_page;
 pub mod static_files;
 
 use crate::cache::policy;
-use crate::config::{Handler, Location, ProxyConfig};
+use crate::config::{Handler, Location};
 use crate::files;
 use crate::headers;
 use crate::metrics::METRICS;
@@ -20,7 +20,6 @@ use crate::request::log::log_request;
 use crate::request::route::{route, Routed};
 use crate::request::vars::{apply_header_rules_for, host, RequestVars};
 use crate::state::State;
-use crate::uri;
 use crate::wire::Wire;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -68,20 +67,6 @@ fn client_gone(e: &Error) -> bool {
                 | ErrorType::ConnectionClosed
                 | ErrorType::WriteTimedout
         )
-}
-
-/// Build the upstream request target for a `proxy_pass` with a URI part.
-pub fn rewrite_target(p: &ProxyConfig, path: &str, query: Option<&str>) -> Option<String> {
-    let (prefix, replacement) = p.rewrite.as_ref()?;
-    let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-    let mut t = String::with_capacity(replacement.len() + rest.len() + 16);
-    t.push_str(replacement);
-    t.push_str(&uri::escape_path(rest));
-    if let Some(q) = query {
-        t.push('?');
-        t.push_str(q);
-    }
-    Some(t)
 }
 
 #[async_trait]
@@ -256,7 +241,7 @@ impl ProxyHttp for Proxy {
         else {
             return Ok(());
         };
-        if let Some(target) = rewrite_target(p, &ctx.path, session.req_header().uri.query()) {
+        if let Some(target) = p.rewrite_target(&ctx.path, session.req_header().uri.query()) {
             let uri = target
                 .parse::<http::Uri>()
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewritten URI", e))?;

@@ -76,7 +76,7 @@ pub fn lookup(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<MemoryHi
             return None;
         }
         // the key's hashes without building a `CacheKey` (its user tag is not hashed)
-        let primary = primary_hash(rules, &vars);
+        let primary = primary_hash(rules, &vars, ctx);
         let first = zone.storage.memory_get(&primary)?;
         let want = variance_for(ctx, &first.header, req);
         if want == first.variance {

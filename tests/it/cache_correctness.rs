@@ -222,3 +222,53 @@ fn if_modified_since_is_one_rule_for_hits_and_static_files() {
         assert_eq!(hits(&origin, &path), 1);
     }
 }
+
+// ---------------------------------------------------------------------------
+// 4. the key names the request sent upstream
+// ---------------------------------------------------------------------------
+
+/// With a URI part in `proxy_pass`, the upstream is asked for the normalised URI, so the
+/// spellings of one path share an entry (NGINX 1.22: one MISS, then HITs; here through the disk
+/// and the memory tier). Without one, the client's target goes upstream as sent: spellings that
+/// reach the upstream differently are different entries. The query stays in the key.
+#[test]
+fn the_key_names_the_request_sent_upstream() {
+    let origin = start_origin();
+    let rules = r#"valid: {"200": 1m}"#;
+    let locations = format!(
+        "{}{}",
+        cached("/count/", "http://app/count/", rules),
+        cached("/raw/", "http://app", rules)
+    );
+    let proxy = start_proxy(&yaml(origin.port, &locations));
+    for (i, path) in [
+        "/count/x",
+        "/count/./x",
+        "//count/x",
+        "/%63ount/x",
+        "/count/x",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = get(proxy.port, path);
+        expect(&r, 200, if i == 0 { "MISS" } else { "HIT" }, path);
+        assert_eq!(r.json()["uri"], "/count/x", "{path}");
+    }
+    assert_eq!(origin.hit_count(), 1, "{:?}", origin.recorded());
+    expect(&get(proxy.port, "/count/./x?a=1"), 200, "MISS", "query a=1");
+    expect(
+        &get(proxy.port, "/count/x?a=1"),
+        200,
+        "HIT",
+        "query a=1 again",
+    );
+    expect(&get(proxy.port, "/count/x?a=2"), 200, "MISS", "query a=2");
+    // without a URI part: what the upstream sees differs, so do the entries
+    for path in ["/raw/x", "/raw/./x", "/%72aw/x"] {
+        let r = get(proxy.port, path);
+        expect(&r, 200, "MISS", path);
+        assert_eq!(r.json()["uri"], *path, "sent upstream as it came");
+        expect(&get(proxy.port, path), 200, "HIT", path);
+    }
+}
