@@ -86,6 +86,7 @@ impl ProxyHttp for Proxy {
         // applies it per body write; large bodies go out in several writes, `output`).
         session.set_write_timeout(Some(ctx.state.cfg.send_timeout));
         headers::drop_unnamed_upgrade(session.req_header_mut());
+        cache::subrequest_is_get(session);
         // The edge's keep-alive verdict (`keepalive_requests`, `keepalive_timeout: 0`,
         // shutdown); Pingora's session only reads the request's `Connection`.
         if session
@@ -164,6 +165,16 @@ impl ProxyHttp for Proxy {
         };
         ctx.upstream_start.get_or_insert_with(Instant::now);
         Ok(Box::new(ctx.cfg().upstreams[u].peer.clone()))
+    }
+
+    /// Subrequests only fill the cache of a cold HEAD (`cache::fill_for_head`).
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &Ctx) -> bool {
+        session.req_header().method == http::Method::HEAD
+    }
+
+    /// A cold HEAD is answered from a GET subrequest that fills the cache.
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        Ok(!cache::fill_for_head(session, ctx).await?)
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
@@ -407,6 +418,10 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        // a subrequest's client is the request that made it, which is logged
+        if session.subrequest_ctx.is_some() {
+            return;
+        }
         log_request(&RequestVars::new(session, ctx, None));
     }
 

@@ -272,3 +272,41 @@ fn the_key_names_the_request_sent_upstream() {
         expect(&get(proxy.port, path), 200, "HIT", path);
     }
 }
+
+// ---------------------------------------------------------------------------
+// 3. a cold HEAD fills the entry
+// ---------------------------------------------------------------------------
+
+/// A HEAD on a cold key is fetched with GET (NGINX's `proxy_cache_convert_head on`) and stored,
+/// even when the body arrives after the header has been answered: the GET that follows is a
+/// HIT with the whole body, and the origin was asked once.
+#[test]
+fn a_cold_head_fills_the_entry() {
+    let origin = start_origin();
+    let proxy = start_proxy(&yaml(
+        origin.port,
+        &cached("/", "http://app", r#"valid: {"200": 1m}"#),
+    ));
+    let slow = [("X-Origin-Chunks", "3"), ("X-Origin-Chunk-Delay-Ms", "200")];
+    let h = head_with(proxy.port, "/head/a", &slow);
+    expect(&h, 200, "MISS", "cold HEAD");
+    assert!(h.body.is_empty());
+    let g = get_with(proxy.port, "/head/a", &slow);
+    expect(&g, 200, "HIT", "GET after the cold HEAD");
+    let body: Vec<u8> = (0..3).flat_map(|i| chunk_text(i).into_bytes()).collect();
+    assert_same_bytes(&g.body, &body, "the stored body");
+    assert_eq!(
+        hits_m(&origin, "GET", "/head/a"),
+        1,
+        "{:?}",
+        origin.recorded()
+    );
+    assert_eq!(hits(&origin, "/head/a"), 1);
+    // a HEAD on a stored entry is a HIT
+    expect(
+        &head_with(proxy.port, "/head/a", &slow),
+        200,
+        "HIT",
+        "warm HEAD",
+    );
+}
