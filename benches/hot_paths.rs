@@ -9,7 +9,8 @@
 
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion};
 use outrigger::compress::negotiate;
-use outrigger::config::Config;
+use outrigger::config::{Config, Handler};
+use outrigger::request::cache_key::key_bytes;
 use outrigger::template::{write_time_local, Template, Var, VarSource};
 use outrigger::uri::normalize;
 use pingora_http::{RequestHeader, ResponseHeader};
@@ -165,6 +166,8 @@ impl VarSource for Vars {
                     .unwrap_or("/"),
             ),
             Var::Uri => out.push_str(&self.uri),
+            Var::IsArgs if self.req.uri.query().is_some() => out.push('?'),
+            Var::Args => out.push_str(self.req.uri.query().unwrap_or("")),
             Var::Scheme => out.push_str("http"),
             Var::Host | Var::ProxyHost => out.push_str("alertmanager.example.org"),
             Var::UpstreamCacheStatus => out.push_str(self.cache_status),
@@ -233,14 +236,15 @@ fn templates(c: &mut Criterion) {
     let cfg = config();
     let mut g = c.benchmark_group("template");
     let vars = Vars::new("/api/v2/alerts?silenced=false&inhibited=false&active=true");
-    // the cache key as the location compiled it (default: $scheme$proxy_host$request_uri)
-    let key = &cfg.locations[1]
-        .cache
-        .as_ref()
-        .expect("location / is cached")
-        .key;
+    // the cache key as the location compiled it (default: the URI as sent upstream, here
+    // rewritten by `proxy_pass: http://app/`)
+    let location = &cfg.locations[1];
+    let rules = location.cache.as_ref().expect("location / is cached");
+    let Handler::Proxy(proxy) = &location.handler else {
+        panic!("location / proxies")
+    };
     g.bench_function("cache_key_render", |b| {
-        b.iter(|| key.render(black_box(&vars)))
+        b.iter(|| key_bytes(rules, Some(proxy), black_box(&vars)))
     });
     let bypass = Template::parse("$http_cache_control").unwrap();
     g.bench_function("bypass_render_absent", |b| {

@@ -4,7 +4,7 @@
 //! small files (`file_cache`) and of compressed copies; precompressed siblings.
 
 use crate::compress;
-use crate::config::{Config, DocRoot, ImsMode, StaticConfig, SymlinkPolicy};
+use crate::config::{Config, DocRoot, StaticConfig, SymlinkPolicy};
 use bytes::Bytes;
 use http::header;
 use http::Method;
@@ -437,7 +437,7 @@ pub fn plan(cfg: &Config, st: &StaticConfig, req: &RequestHeader, uri_path: &str
     if let Ok(m) = std::fs::metadata(&file) {
         meta = m;
     }
-    plan_file(cfg, st, req, file, &meta)
+    plan_file(cfg, req, file, &meta)
 }
 
 /// The `301` to `uri_path` with `/` appended (and the query string), NGINX's redirect of a
@@ -462,13 +462,7 @@ fn base_header(status: u16) -> Box<ResponseHeader> {
     Box::new(h)
 }
 
-fn plan_file(
-    cfg: &Config,
-    st: &StaticConfig,
-    req: &RequestHeader,
-    path: PathBuf,
-    meta: &Metadata,
-) -> Plan {
+fn plan_file(cfg: &Config, req: &RequestHeader, path: PathBuf, meta: &Metadata) -> Plan {
     let size = meta.len();
     let mtime = meta.modified().unwrap_or(UNIX_EPOCH);
     // HTTP dates have second resolution
@@ -502,11 +496,8 @@ fn plan_file(
     let not_modified = if let Some(inm) = header_str(req, header::IF_NONE_MATCH) {
         etag_matches(inm, &tag, true)
     } else if let Some(ims) = header_str(req, header::IF_MODIFIED_SINCE) {
-        match (st.if_modified_since, httpdate::parse_http_date(ims)) {
-            (ImsMode::Exact, Ok(t)) => t == mtime_s,
-            (ImsMode::Before, Ok(t)) => mtime_s <= t,
-            _ => false,
-        }
+        httpdate::parse_http_date(ims)
+            .is_ok_and(|since| cfg.if_modified_since.not_modified(since, mtime_s))
     } else {
         false
     };

@@ -62,7 +62,14 @@ const PATH_ESCAPE: &AsciiSet = &CONTROLS
 
 /// Re-escape a normalised path for the upstream request line.
 pub fn escape_path(path: &str) -> String {
-    utf8_percent_encode(path, PATH_ESCAPE).to_string()
+    let mut out = String::with_capacity(path.len());
+    push_escaped_path(&mut out, path);
+    out
+}
+
+/// [`escape_path`] appended to `out`.
+pub fn push_escaped_path(out: &mut String, path: &str) {
+    out.extend(utf8_percent_encode(path, PATH_ESCAPE));
 }
 
 #[cfg(test)]

@@ -1,7 +1,9 @@
-//! NGINX `proxy_cache` policy on top of pingora-cache: the cache key, `proxy_cache_bypass` /
+//! NGINX `proxy_cache` policy on top of pingora-cache: `proxy_cache_bypass` /
 //! `proxy_no_cache`, what is cacheable and for how long (`X-Accel-Expires`, `Cache-Control`,
-//! `Expires`, then `valid`; `Set-Cookie`, `Vary: *`, `private`, `no-store`, `no-cache` refused;
-//! `ignore_headers`), `Vary`, stale serving, and `$upstream_cache_status`.
+//! `Expires`, then `valid`; `Set-Cookie`, `Vary: *`, `private`, `no-store`, `no-cache` (also
+//! qualified) and invalid freshness (`max-age=abc`) refused;
+//! `ignore_headers`, with an ignored `Set-Cookie` never stored), `Vary`, stale serving, and
+//! `$upstream_cache_status`.
 
 use crate::config::CacheRules;
 use crate::template::{Template, VarSource};
@@ -22,11 +24,6 @@ pub fn any_set(list: &[Template], vars: &dyn VarSource) -> bool {
         let v = t.render(vars);
         !v.is_empty() && v != "0"
     })
-}
-
-/// The primary key bytes for this request (the rendered `key` template).
-pub fn key_bytes(rules: &CacheRules, vars: &dyn VarSource) -> String {
-    rules.key.render(vars)
 }
 
 fn header_str(resp: &ResponseHeader, name: header::HeaderName) -> Option<&str> {
@@ -63,16 +60,21 @@ fn header_ttl(
         }
     }
     if let Some(cc) = cc {
-        if cc.no_store() || cc.private() || cc.no_cache() {
+        // `no-cache="X-Secret"` too: a shared cache must not replay the named fields without
+        // revalidation (RFC 9111 §5.2.2.4), and outrigger stores no-cache responses not at all
+        if cc.no_store() || cc.private() || cc.has_key("no-cache") {
             return Some(Err(NoCacheReason::OriginNotCache));
         }
-        let age = cc.s_maxage().ok().flatten().or(cc.max_age().ok().flatten());
-        if let Some(secs) = age {
-            return Some(if secs == 0 {
-                Err(NoCacheReason::OriginNotCache)
-            } else {
-                Ok(Duration::from_secs(secs as u64))
-            });
+        // s-maxage wins in a shared cache; an invalid value (`max-age=abc`) makes the response
+        // stale (RFC 9111 §4.2.1), and NGINX does not store it either, whatever `valid` says
+        let age = match cc.s_maxage() {
+            Ok(None) => cc.max_age(),
+            s_maxage => s_maxage,
+        };
+        match age {
+            Ok(Some(secs)) if secs > 0 => return Some(Ok(Duration::from_secs(secs as u64))),
+            Ok(None) => {}
+            Ok(Some(_)) | Err(_) => return Some(Err(NoCacheReason::OriginNotCache)),
         }
     }
     if !rules.ignore.expires {
@@ -164,7 +166,23 @@ pub fn cacheability(
     } else {
         from_cc(CacheControl::stale_if_error).unwrap_or(0)
     };
-    Cacheable(CacheMeta::new(now + ttl, now, swr, sie, resp.clone()))
+    Cacheable(CacheMeta::new(
+        now + ttl,
+        now,
+        swr,
+        sie,
+        stored_header(resp),
+    ))
+}
+
+/// The header an entry stores: the response's, without `Set-Cookie`. A response with
+/// `Set-Cookie` reaches the store only when `ignore_headers` lists it, and one client's cookie
+/// must never be replayed to the others (the client whose request filled the entry still gets
+/// it: the header sent on a MISS is the upstream's, not the stored one).
+fn stored_header(resp: &ResponseHeader) -> ResponseHeader {
+    let mut stored = resp.clone();
+    stored.remove_header(&header::SET_COOKIE);
+    stored
 }
 
 /// The variance of a stored response for this request (`Vary`), unless `Vary` is ignored.

@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// Where a log goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,12 +55,27 @@ pub enum SymlinkPolicy {
     Follow,
 }
 
-/// How `If-Modified-Since` is compared (NGINX `if_modified_since`).
+/// How `If-Modified-Since` is compared (NGINX `if_modified_since`), for static files and
+/// cached responses alike.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImsMode {
     Off,
     Exact,
     Before,
+}
+
+impl ImsMode {
+    /// Whether a response last modified at `last_modified` is not modified since the request's
+    /// `If-Modified-Since` (`since`), so a 304 answers: `exact` when the two are equal (a later
+    /// date too gives the full response), `before` when `last_modified` is not after `since`,
+    /// `off` never.
+    pub fn not_modified(self, since: SystemTime, last_modified: SystemTime) -> bool {
+        match self {
+            ImsMode::Off => false,
+            ImsMode::Exact => since == last_modified,
+            ImsMode::Before => last_modified <= since,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -76,7 +91,6 @@ pub struct StaticConfig {
     pub doc_root: DocRoot,
     pub index: Vec<String>,
     pub symlinks: SymlinkPolicy,
-    pub if_modified_since: ImsMode,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +104,34 @@ pub struct ProxyConfig {
     pub request_buffering: bool,
     /// NGINX `proxy_redirect`: the upstream `Location`/`Refresh` rewrite (empty: `off`).
     pub redirects: Redirects,
+}
+
+impl ProxyConfig {
+    /// The request target sent upstream for a request whose normalised path is `path`, when
+    /// `proxy_pass` has a URI part: it replaces the location's prefix, the rest re-escaped
+    /// (NGINX). `None` without a URI part: the client's target is sent as it came.
+    pub fn rewrite_target(&self, path: &str, query: Option<&str>) -> Option<String> {
+        let mut t = String::with_capacity(path.len() + 32);
+        if !self.push_rewritten_path(&mut t, path) {
+            return None;
+        }
+        if let Some(q) = query {
+            t.push('?');
+            t.push_str(q);
+        }
+        Some(t)
+    }
+
+    /// The path part of [`Self::rewrite_target`] appended to `out`; `false` (nothing appended)
+    /// without a URI part in `proxy_pass`.
+    pub fn push_rewritten_path(&self, out: &mut String, path: &str) -> bool {
+        let Some((prefix, replacement)) = &self.rewrite else {
+            return false;
+        };
+        out.push_str(replacement);
+        crate::uri::push_escaped_path(out, path.strip_prefix(prefix.as_str()).unwrap_or(path));
+        true
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -148,7 +190,8 @@ impl UseStale {
 pub struct CacheRules {
     /// Index into `Config::zones`.
     pub zone: usize,
-    pub key: Template,
+    /// `key`; `None`: NGINX's default, the request as sent upstream (`request::cache_key`).
+    pub key: Option<Template>,
     /// (status or `None` for any, time to live), first match wins.
     pub valid: Vec<(Option<u16>, Duration)>,
     pub bypass: Vec<Template>,
@@ -237,6 +280,8 @@ pub struct Config {
     pub default_type: String,
     /// `$host` when the request names no host (NGINX `server_name`).
     pub server_name: String,
+    /// NGINX `if_modified_since` (server level), for static files and cached responses.
+    pub if_modified_since: ImsMode,
     /// Largest keep-alive pool asked for by any upstream.
     pub keepalive_pool: usize,
 }

@@ -1,7 +1,7 @@
 //! The cache in Pingora's phases: turning it on for a request (zone, collapsing lock,
 //! `min_uses`, `max_entry_size`, `bypass`), its key, what is stored, when stale is served, the
-//! memory-tier HIT answered before the cache state machine, `PURGE`, and invalidation after
-//! unsafe methods (RFC 9111 §4.4).
+//! memory-tier HIT answered before the cache state machine, the fill of a cold HEAD, `PURGE`,
+//! and invalidation after unsafe methods (RFC 9111 §4.4).
 
 use super::error_page;
 use crate::cache::policy;
@@ -12,7 +12,8 @@ use crate::request::memory_tier;
 use crate::request::vars::{host, Conn, RequestVars, WithUri};
 use bytes::Bytes;
 use http::header;
-use pingora_cache::{CacheKey, NoCacheReason, RespCacheable};
+use pingora_cache::{CacheKey, CachePhase, NoCacheReason, RespCacheable};
+use pingora_core::protocols::http::HttpTask;
 use pingora_error::{Error, ErrorSource, ErrorType, Result};
 use pingora_http::ResponseHeader;
 use pingora_proxy::Session;
@@ -75,7 +76,21 @@ pub fn cacheability(session: &Session, resp: &ResponseHeader, ctx: &Ctx) -> Resp
     };
     let vars = RequestVars::new(session, ctx, Some(resp));
     let no_cache = policy::any_set(&rules.no_cache, &vars);
-    policy::cacheability(rules, session.req_header(), resp, no_cache)
+    let verdict = policy::cacheability(rules, session.req_header(), resp, no_cache);
+    if matches!(verdict, RespCacheable::Cacheable(_))
+        && resp.headers.contains_key(header::SET_COOKIE)
+    {
+        // once per fill of the key: HITs never see the cookie
+        log::info!(
+            "storing the response without its Set-Cookie (ignore_headers: [Set-Cookie]), key: \"{}\"",
+            session
+                .cache
+                .maybe_cache_key()
+                .and_then(CacheKey::primary_key_str)
+                .unwrap_or_default()
+        );
+    }
+    verdict
 }
 
 /// NGINX `proxy_cache_use_stale`: whether a stale entry answers instead of `error` (`None`:
@@ -115,6 +130,51 @@ pub async fn answer_from_memory(session: &mut Session, ctx: &mut Ctx) -> Result<
     Ok(true)
 }
 
+/// A HEAD whose lookup missed (or found a stale entry), answered from a GET subrequest that
+/// fills the entry, as NGINX turns such a HEAD into a GET and stores it. Pingora would fetch
+/// the GET itself but stop reading it once the HEAD's header is sent, so the fill was lost
+/// unless the whole body came in the header's read. The subrequest (made a GET in
+/// `request_filter`, see [`subrequest_is_get`]) takes the lock this request lets go of, reads the
+/// whole response into the cache in the background, and its header, rules applied, is this
+/// HEAD's answer. `false`: not such a request, Pingora goes on upstream.
+pub async fn fill_for_head(session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+    let phase = session.cache.phase();
+    if session.req_header().method != http::Method::HEAD
+        || !matches!(phase, CachePhase::Miss | CachePhase::Expired)
+    {
+        return Ok(false);
+    }
+    let Some(spawner) = session.subrequest_spawner.as_ref() else {
+        return Ok(false);
+    };
+    let (sub, mut handle) =
+        spawner.create_subrequest(session, pingora_proxy::subrequest::Ctx::builder().build());
+    // lets waiters (and the subrequest) look up again; one of them fills
+    session.cache.disable(NoCacheReason::DeclinedToUpstream);
+    tokio::spawn(sub.run());
+    let header = loop {
+        match handle.rx.recv().await {
+            Some(HttpTask::Header(h, _)) if !h.status.is_informational() => break h,
+            Some(HttpTask::Failed(e)) => return Err(e),
+            Some(_) => {}
+            None => return Error::e_explain(ErrorType::InternalError, "HEAD fill: no response"),
+        }
+    };
+    // the GET goes on into the cache without us
+    handle.drain_tasks();
+    ctx.cache_status = policy::status_label(phase, false);
+    session.write_response_header(header, true).await?;
+    Ok(true)
+}
+
+/// A subrequest fills the cache (a cold HEAD's, Pingora's background revalidation): it asks
+/// for the whole response, whatever the request it was made from.
+pub fn subrequest_is_get(session: &mut Session) {
+    if session.subrequest_ctx.is_some() && session.req_header().method == http::Method::HEAD {
+        session.req_header_mut().set_method(http::Method::GET);
+    }
+}
+
 /// `PURGE /uri`: drop every stored variant of the URI's key; 200, 404 when absent, 403 for
 /// clients outside `purge.allow`.
 pub async fn purge(session: &mut Session, ctx: &mut Ctx, rules: &CacheRules) -> Result<()> {
@@ -125,7 +185,7 @@ pub async fn purge(session: &mut Session, ctx: &mut Ctx, rules: &CacheRules) -> 
     if !ip.is_some_and(|ip| rules.purge_allow.iter().any(|n| n.contains(&ip))) {
         return error_page::send_error(session, ctx, 403, None).await;
     }
-    let primary = primary_hash(rules, &RequestVars::new(session, ctx, None));
+    let primary = primary_hash(rules, &RequestVars::new(session, ctx, None), ctx);
     let found = ctx.state.zones[rules.zone].storage.remove_primary(&primary);
     if !found {
         return error_page::send_error(session, ctx, 404, None).await;
@@ -164,7 +224,7 @@ pub fn invalidate_unsafe(session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
         return;
     }
     let vars = RequestVars::new(session, ctx, None);
-    storage.remove_primary(&primary_hash(rules, &vars));
+    storage.remove_primary(&primary_hash(rules, &vars, ctx));
     let host = host(session.req_header(), &ctx.cfg().server_name);
     for name in [header::LOCATION, header::CONTENT_LOCATION] {
         let Some(uri) = resp
@@ -175,16 +235,18 @@ pub fn invalidate_unsafe(session: &Session, ctx: &Ctx, resp: &ResponseHeader) {
         else {
             continue;
         };
-        if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(&host))
-            || !uri.path().starts_with('/')
-        {
+        if uri.host().is_some_and(|h| !h.eq_ignore_ascii_case(&host)) {
             continue;
         }
+        let Ok(normalised) = crate::uri::normalize(uri.path()) else {
+            continue;
+        };
         let other = WithUri {
             inner: &vars,
             path: uri.path(),
+            uri: &normalised,
             query: uri.query(),
         };
-        storage.remove_primary(&primary_hash(rules, &other));
+        storage.remove_primary(&primary_hash(rules, &other, ctx));
     }
 }

@@ -14,12 +14,12 @@ use crate::files;
 use crate::headers;
 use crate::metrics::METRICS;
 use crate::request::cache_key::variance_for;
+use crate::request::conditional;
 use crate::request::context::Ctx;
 use crate::request::log::log_request;
 use crate::request::route::{route, Routed};
 use crate::request::vars::{apply_header_rules_for, host, RequestVars};
 use crate::state::State;
-use crate::uri;
 use crate::wire::Wire;
 use arc_swap::ArcSwap;
 use async_trait::async_trait;
@@ -69,20 +69,6 @@ fn client_gone(e: &Error) -> bool {
         )
 }
 
-/// Build the upstream request target for a `proxy_pass` with a URI part.
-pub fn rewrite_target(p: &ProxyConfig, path: &str, query: Option<&str>) -> Option<String> {
-    let (prefix, replacement) = p.rewrite.as_ref()?;
-    let rest = path.strip_prefix(prefix.as_str()).unwrap_or(path);
-    let mut t = String::with_capacity(replacement.len() + rest.len() + 16);
-    t.push_str(replacement);
-    t.push_str(&uri::escape_path(rest));
-    if let Some(q) = query {
-        t.push('?');
-        t.push_str(q);
-    }
-    Some(t)
-}
-
 #[async_trait]
 impl ProxyHttp for Proxy {
     type CTX = Ctx;
@@ -100,6 +86,7 @@ impl ProxyHttp for Proxy {
         // applies it per body write; large bodies go out in several writes, `output`).
         session.set_write_timeout(Some(ctx.state.cfg.send_timeout));
         headers::drop_unnamed_upgrade(session.req_header_mut());
+        cache::subrequest_is_get(session);
         let wire = session
             .as_downstream()
             .stream()
@@ -197,6 +184,16 @@ impl ProxyHttp for Proxy {
         Ok(Box::new(ctx.cfg().upstreams[u].peer.clone()))
     }
 
+    /// Subrequests only fill the cache of a cold HEAD (`cache::fill_for_head`).
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &Ctx) -> bool {
+        session.req_header().method == http::Method::HEAD
+    }
+
+    /// A cold HEAD is answered from a GET subrequest that fills the cache.
+    async fn proxy_upstream_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<bool> {
+        Ok(!cache::fill_for_head(session, ctx).await?)
+    }
+
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut Ctx) -> Result<()> {
         cache::enable(session, ctx);
         Ok(())
@@ -222,6 +219,20 @@ impl ProxyHttp for Proxy {
         req: &RequestHeader,
     ) -> Option<HashBinary> {
         variance_for(ctx, meta.response_header(), req)
+    }
+
+    /// The 304 of a HIT (or of a MISS being stored): `if_modified_since` as for static files.
+    fn cache_not_modified_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut Ctx,
+    ) -> Result<bool> {
+        Ok(conditional::not_modified(
+            session.req_header(),
+            resp,
+            ctx.cfg().if_modified_since,
+        ))
     }
 
     fn should_serve_stale(
@@ -258,7 +269,7 @@ impl ProxyHttp for Proxy {
         else {
             return Ok(());
         };
-        if let Some(target) = rewrite_target(p, &ctx.path, session.req_header().uri.query()) {
+        if let Some(target) = p.rewrite_target(&ctx.path, session.req_header().uri.query()) {
             let uri = target
                 .parse::<http::Uri>()
                 .map_err(|e| Error::because(ErrorType::InternalError, "rewritten URI", e))?;
@@ -443,6 +454,10 @@ impl ProxyHttp for Proxy {
     }
 
     async fn logging(&self, session: &mut Session, _e: Option<&Error>, ctx: &mut Ctx) {
+        // a subrequest's client is the request that made it, which is logged
+        if session.subrequest_ctx.is_some() {
+            return;
+        }
         log_request(&RequestVars::new(session, ctx, None));
     }
 

@@ -2,6 +2,7 @@
 //! with its header ready to send, or nothing (Pingora's cache phases take the request).
 
 use super::cache_key::{cacheable_method, primary_hash, variance_for};
+use super::conditional;
 use super::context::Ctx;
 use super::vars::{apply_header_rules, Conn, RequestVars};
 use crate::cache::memory::MemoryEntry;
@@ -75,7 +76,7 @@ pub fn lookup(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<MemoryHi
             return None;
         }
         // the key's hashes without building a `CacheKey` (its user tag is not hashed)
-        let primary = primary_hash(rules, &vars);
+        let primary = primary_hash(rules, &vars, ctx);
         let first = zone.storage.memory_get(&primary)?;
         let want = variance_for(ctx, &first.header, req);
         if want == first.variance {
@@ -110,7 +111,7 @@ pub fn lookup(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<MemoryHi
     let _ = header.insert_header(header::AGE, age);
     let not_modified = (req.headers.contains_key(header::IF_NONE_MATCH)
         || req.headers.contains_key(header::IF_MODIFIED_SINCE))
-        && conditional_filter::not_modified_filter(req, &header);
+        && conditional::not_modified(req, &header, state.cfg.if_modified_since);
     if not_modified {
         conditional_filter::to_304(&mut header);
     }

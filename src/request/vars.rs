@@ -15,7 +15,10 @@ use std::time::Duration;
 /// `Location` header names).
 pub struct WithUri<'a> {
     pub inner: &'a RequestVars<'a>,
+    /// The path as written (`$request_uri` without its query).
     pub path: &'a str,
+    /// `path` normalised (`$uri`).
+    pub uri: &'a str,
     pub query: Option<&'a str>,
 }
 
@@ -29,8 +32,13 @@ impl VarSource for WithUri<'_> {
                     out.push_str(q);
                 }
             }
-            Var::Uri => out.push_str(self.path),
+            Var::Uri => out.push_str(self.uri),
             Var::Args => out.push_str(self.query.unwrap_or("")),
+            Var::IsArgs => {
+                if self.query.is_some() {
+                    out.push('?')
+                }
+            }
             other => self.inner.write_var(other, out),
         }
     }

@@ -20,6 +20,7 @@ mod common;
 mod body_limit;
 mod buffering;
 mod cache;
+mod cache_correctness;
 mod cache_memory;
 mod client_timeouts;
 mod compression;

@@ -277,6 +277,30 @@ fn sidecar_proxied_static_extensions_get_90d() {
     assert_eq!(origin.hit_count(), 3);
 }
 
+/// The asset location ignores only what Alertmanager needs ignored (`Cache-Control`,
+/// `Expires`): a response that sets a cookie is not stored, so no client gets another's cookie.
+#[test]
+fn sidecar_does_not_cache_responses_that_set_cookies() {
+    let origin = start_origin();
+    let s = alertmanager(&origin.addr());
+    let h = [
+        ("Host", "am.local"),
+        ("X-Origin-Header", "Set-Cookie: session=alice"),
+    ];
+    for i in 0..2 {
+        let r = get_with(s.port, "/cookie/app.js", &h);
+        assert_eq!(r.status, 200, "{}\n{}", r.text(), s.logs());
+        assert_eq!(
+            r.header("x-proxy-cache"),
+            Some("MISS"),
+            "request {i}: {:?}",
+            r.headers
+        );
+        assert_eq!(r.header("set-cookie"), Some("session=alice"));
+    }
+    assert_eq!(origin.hit_count(), 2);
+}
+
 #[test]
 fn sidecar_post_body_reaches_alertmanager() {
     let origin = start_origin();

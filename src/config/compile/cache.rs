@@ -25,8 +25,6 @@ const MIN_ZONE_ENTRIES: u64 = 1000;
 const DEFAULT_INACTIVE: Duration = Duration::from_secs(600);
 /// `caches.NAME.max_size` (NGINX `proxy_cache_path max_size`): no limit in practice.
 const DEFAULT_MAX_SIZE: u64 = u64::MAX / 4;
-/// NGINX `proxy_cache_key $scheme$proxy_host$request_uri`.
-const DEFAULT_CACHE_KEY: &str = "$scheme$proxy_host$request_uri";
 /// NGINX `proxy_cache_methods GET HEAD`: HEAD is answered from the GET entry.
 const DEFAULT_CACHE_HEAD: bool = true;
 /// NGINX `proxy_cache_min_uses 1`.
@@ -131,8 +129,13 @@ impl Compiler {
                     format!("unknown cache zone `{zone}` (define it under `caches:`)"),
                 )
             })?;
-        let key = cache.key.as_deref().unwrap_or(DEFAULT_CACHE_KEY);
-        let key = self.key_template(&format!("{at}.key"), key)?;
+        // none: NGINX's default key (`$scheme$proxy_host$request_uri` in its docs; in its code,
+        // and here, the URI as sent upstream)
+        let key = cache
+            .key
+            .as_deref()
+            .map(|key| self.key_template(&format!("{at}.key"), key))
+            .transpose()?;
         let valid = self.valid(at, &cache.valid)?;
         let head = self.cache_head(at, cache.methods.as_deref())?;
         let lock = self.cache_lock(at, cache.lock.as_ref())?;

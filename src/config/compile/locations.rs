@@ -31,11 +31,9 @@ const DEFAULT_CLIENT_MAX_BODY_SIZE: u64 = 1 << 20;
 const DEFAULT_INTERCEPT_ERRORS: bool = false;
 
 impl Compiler {
-    /// The server-level `symlinks`, `if_modified_since`, `root`, `index`, header lists and
-    /// `intercept_errors`.
+    /// The server-level `symlinks`, `root`, `index`, header lists and `intercept_errors`.
     pub(super) fn server_defaults<'a>(&self, raw: &'a RawConfig) -> Result<ServerDefaults<'a>> {
         let symlinks = self.symlinks("symlinks", raw.symlinks.as_deref(), DEFAULT_SYMLINKS)?;
-        let if_modified_since = self.if_modified_since(raw.if_modified_since.as_deref())?;
         Ok(ServerDefaults {
             root: raw
                 .root
@@ -56,7 +54,6 @@ impl Compiler {
                 .size("client_max_body_size", raw.client_max_body_size.as_ref())?
                 .map_or(Some(DEFAULT_CLIENT_MAX_BODY_SIZE), body_limit),
             symlinks,
-            if_modified_since,
         })
     }
 
@@ -241,7 +238,6 @@ impl Compiler {
                 loc.symlinks.as_deref(),
                 server.symlinks,
             )?,
-            if_modified_since: server.if_modified_since,
         }))
     }
 
@@ -291,7 +287,7 @@ impl Compiler {
     }
 
     /// `if_modified_since` (server level only): `exact`, `before` or `off`.
-    fn if_modified_since(&self, v: Option<&str>) -> Result<ImsMode> {
+    pub(super) fn if_modified_since(&self, v: Option<&str>) -> Result<ImsMode> {
         match v {
             None => Ok(DEFAULT_IF_MODIFIED_SINCE),
             Some("exact") => Ok(ImsMode::Exact),

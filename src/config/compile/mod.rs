@@ -16,7 +16,7 @@ mod upstreams;
 pub use cache::DEFAULT_MEMORY_TIER;
 
 use super::error::{strip_position, ConfigError};
-use super::model::{Config, ImsMode, SymlinkPolicy};
+use super::model::{Config, SymlinkPolicy};
 use super::raw::{RawAddHeader, RawConfig};
 use super::span::SpanIndex;
 use super::{env, units};
@@ -82,6 +82,7 @@ impl Compiler {
             self.locations(&raw, &server, server_compress, &zones, &mut upstreams)?;
         let error_pages = self.error_pages(&raw.error_pages, &router, &locations)?;
         let server_name = self.server_name(raw.server_name.as_deref())?;
+        let if_modified_since = self.if_modified_since(raw.if_modified_since.as_deref())?;
         let keepalive_pool = upstreams::keepalive_pool(&upstreams);
 
         Ok(Config {
@@ -109,6 +110,7 @@ impl Compiler {
             types: server::types(&raw.types),
             default_type: server::default_type(raw.default_type.as_deref()),
             server_name,
+            if_modified_since,
             keepalive_pool,
         })
     }
@@ -268,7 +270,6 @@ pub(super) struct ServerDefaults<'a> {
     intercept_errors: bool,
     client_max_body_size: Option<u64>,
     symlinks: SymlinkPolicy,
-    if_modified_since: ImsMode,
 }
 
 /// NGINX inheritance of a header list: a location with its own list does not inherit the
