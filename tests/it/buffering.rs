@@ -122,3 +122,16 @@ fn past_proxy_max_temp_file_size_the_upstream_waits_for_the_client() {
     assert!(written.recv_timeout(Duration::from_secs(2)).is_err());
     read_rest(s, first);
 }
+
+/// Where no temp file can be made (`proxy_temp_path` under a plain file), a buffered answer past
+/// `proxy_buffers` waits for the client instead, as with `buffering: off`, and still arrives
+/// whole.
+#[test]
+fn without_a_temp_file_the_answer_streams() {
+    let (port, written) = start_big_origin(None);
+    let yaml = config(port, "on").replace("{DIR}/tmp", "{DIR}/afile/tmp");
+    let p = start_proxy_with(&yaml, &[("afile", b"a file, not a directory")]);
+    let (s, first) = slow_read(p.port);
+    assert!(written.recv_timeout(Duration::from_secs(2)).is_err());
+    read_rest(s, first);
+}
