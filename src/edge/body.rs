@@ -103,7 +103,7 @@ impl Edge {
                 reason: "client sent invalid chunked body",
             },
         };
-        Box::pin(self.refuse(&mut wire.stream, &wire.buf, conn, refused)).await;
+        Box::pin(self.refuse(wire, conn, refused)).await;
         Err(())
     }
 }

@@ -214,8 +214,7 @@ impl ServerApp for Edge {
                         Verdict::Refuse(rejection) => {
                             // boxed: its state (error page, lingering read) would otherwise
                             // enlarge every connection's future
-                            let w = &mut *wire;
-                            Box::pin(self.refuse(&mut w.stream, &w.buf, conn, rejection)).await;
+                            Box::pin(self.refuse(&mut wire, conn, rejection)).await;
                             return None;
                         }
                         Verdict::Rewrite(head) => {
@@ -244,6 +243,10 @@ impl ServerApp for Edge {
                                 conn.client.map_or_else(String::new, |a| a.to_string()),
                                 wire.buf.len()
                             );
+                            // NGINX logs a 408 (and sends nothing)
+                            if let Ok(resp) = ResponseHeader::build(408, Some(0)) {
+                                self.log_unparsed(&wire, conn, &resp, 0);
+                            }
                             return None;
                         }
                     }
@@ -355,7 +358,7 @@ impl Edge {
 
     /// Answer a refused head with its error status (the error page when one is configured),
     /// log it at `info` as NGINX does, and linger briefly before the connection closes.
-    async fn refuse(&self, stream: &mut Stream, buf: &[u8], conn: Conn<'_>, rejection: Rejection) {
+    async fn refuse(&self, wire: &mut Wire, conn: Conn<'_>, rejection: Rejection) {
         let client = conn.client.map_or_else(String::new, |a| a.to_string());
         log::info!("{}, client: {client}", rejection.reason);
         let cfg = self.state.load().cfg.clone();
@@ -366,15 +369,24 @@ impl Edge {
         let mut out = BytesMut::with_capacity(512 + body.len());
         put_head(&mut out, &header);
         out.put_slice(b"\r\n");
-        if !buf.trim_ascii_start().starts_with(b"HEAD ") {
+        let with_body = !wire.buf.trim_ascii_start().starts_with(b"HEAD ");
+        if with_body {
             out.put_slice(&body);
         }
         let limit = cfg.send_timeout;
-        if within(limit, stream.write_all(&out)).await.is_err()
-            || within(limit, stream.flush()).await.is_err()
-        {
+        let stream = &mut wire.stream;
+        let sent = within(limit, stream.write_all(&out)).await.is_ok()
+            && within(limit, stream.flush()).await.is_ok();
+        self.log_unparsed(
+            wire,
+            conn,
+            &header,
+            if sent && with_body { body.len() } else { 0 },
+        );
+        if !sent {
             return;
         }
+        let stream = &mut wire.stream;
         let _ = stream.shutdown().await;
         let mut sink = vec![0u8; 16 * 1024];
         let _ = timeout(error_page::LINGER, async {
@@ -385,6 +397,35 @@ impl Edge {
             }
         })
         .await;
+    }
+
+    /// Log a request answered without a parsed head (refused, or its head timed out: 408, as
+    /// NGINX) in the access log and the metrics; `$request` is what arrived of its first line.
+    fn log_unparsed(&self, wire: &Wire, conn: Conn<'_>, resp: &ResponseHeader, sent: usize) {
+        let line = wire.buf.trim_ascii_start();
+        let line = &line[..memchr::memchr(b'\n', line).unwrap_or(line.len())];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let mut ctx = Ctx::new(self.state.load_full());
+        ctx.connection = wire.connection;
+        ctx.request_line =
+            Some(String::from_utf8_lossy(&line[..line.len().min(2048)]).into_owned());
+        // the method and target when they parse, for `$request_method` and `$request_uri`
+        let mut words = line.split(|b| *b == b' ');
+        let req = match (words.next(), words.next()) {
+            (Some(m), Some(t)) => RequestHeader::build(m, t, Some(0)).ok(),
+            _ => None,
+        }
+        .or_else(|| RequestHeader::build("GET", b"/", Some(0)).ok());
+        let Some(req) = req else {
+            return;
+        };
+        log_request(&RequestVars {
+            req: &req,
+            conn,
+            ctx: &ctx,
+            resp: Some(resp),
+            body_bytes_sent: sent,
+        });
     }
 
     /// The memory-tier HIT answering a whole parsed head; `None` hands the request to Pingora,

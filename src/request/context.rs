@@ -38,6 +38,9 @@ pub struct Ctx {
     /// `$connection`: the serial number of the client connection (`lifecycle::next_connection`),
     /// 0 while the path that made the request has not said.
     pub connection: u64,
+    /// `$request` as it arrived, for a head the edge refused or that timed out (no request was
+    /// parsed from it).
+    pub request_line: Option<String>,
     /// `$request_id`, drawn the first time something reads it.
     request_id: OnceLock<[u8; 16]>,
     _inflight: InflightGuard,
@@ -63,6 +66,7 @@ impl Ctx {
             encoder: None,
             body_read: 0,
             connection: 0,
+            request_line: None,
             request_id: OnceLock::new(),
             _inflight: InflightGuard::new(),
         }

@@ -156,15 +156,18 @@ impl VarSource for RequestVars<'_> {
                     out.push_str(&u);
                 }
             }
-            Var::Request => {
-                let _ = write!(
-                    out,
-                    "{} {} {:?}",
-                    req.method,
-                    req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
-                    req.version
-                );
-            }
+            Var::Request => match &ctx.request_line {
+                Some(line) => out.push_str(line),
+                None => {
+                    let _ = write!(
+                        out,
+                        "{} {} {:?}",
+                        req.method,
+                        req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"),
+                        req.version
+                    );
+                }
+            },
             Var::RequestMethod => out.push_str(req.method.as_str()),
             Var::RequestUri => {
                 out.push_str(req.uri.path_and_query().map(|p| p.as_str()).unwrap_or("/"))

@@ -376,3 +376,58 @@ fn connection_numbers_requests_of_one_connection() {
     assert!(numbers[2..].iter().all(|n| *n == numbers[2]), "{lines:?}");
     assert!(!numbers[..2].contains(&numbers[2]), "{lines:?}");
 }
+
+/// The access-log lines of `p` once there are `n` (at most 5 s).
+fn access_lines(p: &Proxy, n: usize) -> Vec<String> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let lines: Vec<String> = std::fs::read_to_string(p.path("access.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect();
+        if lines.len() >= n || std::time::Instant::now() > deadline {
+            return lines;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Heads the edge refuses are logged with their status and the request line as it arrived, and
+/// a head that times out with 408, as NGINX does.
+#[test]
+fn refused_and_timed_out_heads_are_logged() {
+    let origin = start_origin();
+    let p = logging_proxy(
+        &origin,
+        "client_header_timeout: 1s\n",
+        "'$status \"$request\" $body_bytes_sent'",
+    );
+    assert_eq!(
+        request(p.port, b"get /lower HTTP/1.1\r\nHost: a\r\n\r\n").status,
+        400
+    );
+    assert_eq!(
+        request(p.port, b"TRACE /t HTTP/1.1\r\nHost: a\r\n\r\n").status,
+        405
+    );
+    let mut conn = Connection::connect(p.port);
+    conn.send(b"GET /slow HTTP/1.1\r\nHost: a\r\n");
+    assert!(conn.is_closed_by_peer(Duration::from_secs(5)));
+    let lines = access_lines(&p, 3);
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(
+        lines[0].starts_with("400 \"get /lower HTTP/1.1\" "),
+        "{lines:?}"
+    );
+    assert!(
+        lines[0].split(' ').nth(4).is_some_and(|n| n != "0"),
+        "{lines:?}"
+    );
+    assert!(
+        lines[1].starts_with("405 \"TRACE /t HTTP/1.1\" "),
+        "{lines:?}"
+    );
+    assert_eq!(lines[2], "408 \"GET /slow HTTP/1.1\" 0");
+    assert_eq!(origin.hit_count(), 0);
+}
