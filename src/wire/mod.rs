@@ -109,6 +109,8 @@ pub struct Wire {
     backlog: Backlog,
     /// The config of the request handed on (the buffers' bounds, `send_timeout`).
     cfg: Option<Arc<Config>>,
+    /// Since when the backlog has made no progress while the session closes the connection.
+    stall: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl Wire {
@@ -128,6 +130,7 @@ impl Wire {
             buffering: AtomicBool::new(false),
             backlog: Backlog::default(),
             cfg: None,
+            stall: None,
         }
     }
 
@@ -399,9 +402,31 @@ impl AsyncWrite for Wire {
         }
     }
 
+    /// The backlog goes out first, each write progressing within `send_timeout` (the session
+    /// closes through here, with no timeout of its own).
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        ready!(this.poll_send_backlog(cx))?;
+        while !this.backlog.is_empty() {
+            match this.poll_send_some(cx) {
+                Poll::Ready(Ok(())) => this.stall = None,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => {
+                    let limit = this
+                        .cfg
+                        .as_ref()
+                        .map_or(Duration::from_secs(60), |c| c.send_timeout);
+                    let stall = this
+                        .stall
+                        .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                    ready!(std::future::Future::poll(stall.as_mut(), cx));
+                    this.stall = None;
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "send_timeout",
+                    )));
+                }
+            }
+        }
         Pin::new(&mut this.stream).poll_shutdown(cx)
     }
 }

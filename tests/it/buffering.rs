@@ -135,3 +135,33 @@ fn without_a_temp_file_the_answer_streams() {
     assert!(written.recv_timeout(Duration::from_secs(2)).is_err());
     read_rest(s, first);
 }
+
+/// A client that takes nothing more for `send_timeout` loses what waits for it, whether the
+/// connection was to close after the answer or to be kept: the connection ends, it is not held
+/// forever.
+#[test]
+fn send_timeout_bounds_a_buffered_answer() {
+    let (port, written) = start_big_origin(None);
+    let yaml = config(port, "on").replace("proxy_temp_path", "send_timeout: 1s\nproxy_temp_path");
+    let p = start_proxy(&yaml);
+    for connection in ["close", "keep-alive"] {
+        let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+        let req = format!("GET /big HTTP/1.1\r\nHost: a\r\nConnection: {connection}\r\n\r\n");
+        s.write_all(req.as_bytes()).expect("send");
+        let mut first = vec![0u8; 1024];
+        s.read_exact(&mut first).expect("the head");
+        written
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the upstream finished");
+        std::thread::sleep(Duration::from_secs(3));
+        s.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("timeout");
+        let mut rest = Vec::new();
+        let _ = s.read_to_end(&mut rest);
+        assert!(
+            first.len() + rest.len() < BIG,
+            "{connection}: all {} bytes arrived after the client stalled past send_timeout",
+            first.len() + rest.len()
+        );
+    }
+}
