@@ -40,6 +40,10 @@ pub struct RawConfig {
     #[serde(default)]
     pub proxy_temp_path: Option<String>,
     #[serde(default)]
+    pub buffering: Option<Value>,
+    #[serde(default)]
+    pub request_buffering: Option<Value>,
+    #[serde(default)]
     pub client_body_buffer_size: Option<Value>,
     #[serde(default)]
     pub client_body_temp_path: Option<String>,

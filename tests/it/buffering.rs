@@ -84,9 +84,19 @@ fn a_slow_reader_does_not_hold_the_upstream() {
 
 #[test]
 fn buffering_off_streams_at_the_clients_pace() {
-    for (buffering, accel) in [("off", None), ("on", Some("no"))] {
+    for (buffering, accel) in [("off", None), ("on", Some("no")), ("server off", None)] {
         let (port, written) = start_big_origin(accel);
-        let p = start_proxy(&config(port, buffering));
+        // `server off`: the server's `buffering: off`, which the location inherits
+        let yaml = match buffering.strip_prefix("server ") {
+            Some(value) => config(port, "on")
+                .replace("    buffering: on\n", "")
+                .replace(
+                    "proxy_temp_path",
+                    &format!("buffering: {value}\nproxy_temp_path"),
+                ),
+            None => config(port, buffering),
+        };
+        let p = start_proxy(&yaml);
         let (s, first) = slow_read(p.port);
         assert!(
             written.recv_timeout(Duration::from_secs(2)).is_err(),

@@ -68,16 +68,22 @@ fn a_slow_upload_reaches_the_upstream_only_when_complete() {
 #[test]
 fn request_buffering_off_streams_the_body() {
     let body = pattern_body(20_000);
-    let (origin, p) = proxy("", "    request_buffering: off\n");
-    let mut conn = Connection::connect(p.port);
-    conn.send(&post_head(body.len(), ""));
-    conn.send(&body[..10_000]);
-    assert!(
-        eventually(|| origin.hit_count() == 1),
-        "the upstream is asked as the body comes"
-    );
-    conn.send(&body[10_000..]);
-    assert_eq!(conn.read_response(false).json()["body_len"], body.len());
+    // in the location, or in the server for every location
+    for (server, location) in [
+        ("", "    request_buffering: off\n"),
+        ("request_buffering: off\n", ""),
+    ] {
+        let (origin, p) = proxy(server, location);
+        let mut conn = Connection::connect(p.port);
+        conn.send(&post_head(body.len(), ""));
+        conn.send(&body[..10_000]);
+        assert!(
+            eventually(|| origin.hit_count() == 1),
+            "the upstream is asked as the body comes ({server}{location})"
+        );
+        conn.send(&body[10_000..]);
+        assert_eq!(conn.read_response(false).json()["body_len"], body.len());
+    }
 }
 
 #[test]

@@ -54,6 +54,16 @@ impl Compiler {
                 .size("client_max_body_size", raw.client_max_body_size.as_ref())?
                 .map_or(Some(DEFAULT_CLIENT_MAX_BODY_SIZE), body_limit),
             symlinks,
+            buffering: self.flag(
+                "buffering",
+                raw.buffering.as_ref(),
+                super::upstreams::DEFAULT_PROXY_BUFFERING,
+            )?,
+            request_buffering: self.flag(
+                "request_buffering",
+                raw.request_buffering.as_ref(),
+                super::upstreams::DEFAULT_REQUEST_BUFFERING,
+            )?,
         })
     }
 

@@ -270,6 +270,9 @@ pub(super) struct ServerDefaults<'a> {
     intercept_errors: bool,
     client_max_body_size: Option<u64>,
     symlinks: SymlinkPolicy,
+    /// `buffering` and `request_buffering` of the server, which locations inherit.
+    buffering: bool,
+    request_buffering: bool,
 }
 
 /// NGINX inheritance of a header list: a location with its own list does not inherit the

@@ -20,9 +20,9 @@ const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(60);
 /// Idle connections kept per upstream (NGINX `keepalive`, which has no default).
 const DEFAULT_KEEPALIVE: usize = 128;
 /// NGINX `proxy_buffering on`.
-const DEFAULT_PROXY_BUFFERING: bool = true;
+pub(super) const DEFAULT_PROXY_BUFFERING: bool = true;
 /// NGINX `proxy_request_buffering on`.
-const DEFAULT_REQUEST_BUFFERING: bool = true;
+pub(super) const DEFAULT_REQUEST_BUFFERING: bool = true;
 /// The `Host` sent upstream when `proxy_set_header` sets none (NGINX
 /// `proxy_set_header Host $proxy_host`).
 const DEFAULT_HOST_HEADER: &str = "$proxy_host";
@@ -142,12 +142,12 @@ impl Compiler {
             buffering: self.flag(
                 &format!("{at}.buffering"),
                 loc.buffering.as_ref(),
-                DEFAULT_PROXY_BUFFERING,
+                server.buffering,
             )?,
             request_buffering: self.flag(
                 &format!("{at}.request_buffering"),
                 loc.request_buffering.as_ref(),
-                DEFAULT_REQUEST_BUFFERING,
+                server.request_buffering,
             )?,
         })
     }
