@@ -147,6 +147,9 @@ fn metrics() -> Metrics {
     }
 }
 
+/// The `location` label of requests that matched no location.
+pub const UNMATCHED_LOCATION: &str = "none";
+
 /// The status classes, in the order of [`class_index`].
 const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "none"];
 

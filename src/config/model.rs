@@ -224,8 +224,12 @@ pub enum Invalidate {
 
 #[derive(Debug, Clone)]
 pub struct Location {
-    /// How it was declared, for logs and metrics (`= /script.js`, `/`, `~ \.js$`).
+    /// How it was declared, in NGINX's notation (`= /script.js`, `/`, `~ \.js$`): the user tag
+    /// of the cache entries it stores.
     pub name: String,
+    /// The `location` label of its metrics: its `name:`, else a short form of its matcher
+    /// (`exact:/50x.html`, `prefix:/api/`, `regex:\.js$`).
+    pub label: String,
     pub handler: Handler,
     pub headers: HeaderRules,
     pub intercept_errors: bool,
