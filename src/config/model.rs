@@ -159,6 +159,16 @@ pub struct ZoneConfig {
     pub memory: u64,
 }
 
+/// `max_size` when none is written (NGINX: no limit), large enough never to be reached.
+pub const UNLIMITED_MAX_SIZE: u64 = u64::MAX / 4;
+
+impl ZoneConfig {
+    /// The `max_size` written in the config, if any.
+    pub fn written_max_size(&self) -> Option<u64> {
+        (self.max_size < UNLIMITED_MAX_SIZE).then_some(self.max_size)
+    }
+}
+
 /// NGINX `proxy_ignore_headers`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IgnoreHeaders {
