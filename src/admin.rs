@@ -119,10 +119,10 @@ impl ServeHttp for Admin {
             }
             "/metrics" => {
                 let state = self.state.load();
-                let zones = state
-                    .zones
-                    .iter()
-                    .map(|z| (z.name.as_str(), z.storage.bytes(), z.storage.entries()));
+                let zones = state.zones.iter().zip(&state.cfg.zones).map(|(z, c)| {
+                    let (bytes, entries) = (z.storage.bytes(), z.storage.entries());
+                    (z.name.as_str(), bytes, entries, c.written_max_size())
+                });
                 METRICS.set_gauges(lifecycle::inflight(), zones);
                 reply(200, "text/plain; version=0.0.4", METRICS.render())
             }

@@ -29,7 +29,7 @@ pub fn reload(path: &Path, state: &ArcSwap<State>) -> bool {
         Ok(c) => c,
         Err(e) => {
             log::error!("config reload failed, keeping the running config: {e}");
-            METRICS.reloads.with_label_values(&["failure"]).inc();
+            METRICS.config_loaded(false, true);
             return false;
         }
     };
@@ -58,13 +58,13 @@ pub fn reload(path: &Path, state: &ArcSwap<State>) -> bool {
     match State::build(Arc::new(cfg)) {
         Ok(s) => {
             state.store(Arc::new(s));
-            METRICS.reloads.with_label_values(&["success"]).inc();
+            METRICS.config_loaded(true, true);
             log::info!("config reloaded from {}", path.display());
             true
         }
         Err(e) => {
             log::error!("config reload failed, keeping the running config: {e}");
-            METRICS.reloads.with_label_values(&["failure"]).inc();
+            METRICS.config_loaded(false, true);
             false
         }
     }

@@ -130,6 +130,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         .map(|a| crate::admin::bind(a.listen))
         .transpose()?;
     let state = State::build(cfg.clone()).map_err(|e| format!("cannot start: {e}"))?;
+    crate::metrics::METRICS.config_loaded(true, false);
     let grace = cfg.grace_period;
     let conf = ServerConf {
         threads: cfg.threads,

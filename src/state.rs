@@ -6,7 +6,7 @@ use crate::access_log::AccessLog;
 use crate::cache::Zone;
 use crate::config::{Config, Location};
 use crate::files::FileCache;
-use crate::metrics::{LocationMetrics, METRICS};
+use crate::metrics::{LocationMetrics, METRICS, UNMATCHED_LOCATION};
 use std::sync::Arc;
 
 /// What request handling reads: the compiled config and what it opened, swapped as one.
@@ -75,8 +75,8 @@ impl State {
         let metrics = cfg
             .locations
             .iter()
-            .map(|l| METRICS.for_location(&l.name, zone_of(l)))
-            .chain([METRICS.for_location("", None)])
+            .map(|l| METRICS.for_location(&l.label, zone_of(l)))
+            .chain([METRICS.for_location(UNMATCHED_LOCATION, None)])
             .collect();
         Ok(State {
             cfg,

@@ -159,6 +159,16 @@ pub struct ZoneConfig {
     pub memory: u64,
 }
 
+/// `max_size` when none is written (NGINX: no limit), large enough never to be reached.
+pub const UNLIMITED_MAX_SIZE: u64 = u64::MAX / 4;
+
+impl ZoneConfig {
+    /// The `max_size` written in the config, if any.
+    pub fn written_max_size(&self) -> Option<u64> {
+        (self.max_size < UNLIMITED_MAX_SIZE).then_some(self.max_size)
+    }
+}
+
 /// NGINX `proxy_ignore_headers`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct IgnoreHeaders {
@@ -224,8 +234,12 @@ pub enum Invalidate {
 
 #[derive(Debug, Clone)]
 pub struct Location {
-    /// How it was declared, for logs and metrics (`= /script.js`, `/`, `~ \.js$`).
+    /// How it was declared, in NGINX's notation (`= /script.js`, `/`, `~ \.js$`): the user tag
+    /// of the cache entries it stores.
     pub name: String,
+    /// The `location` label of its metrics: its `name:`, else a short form of its matcher
+    /// (`exact:/50x.html`, `prefix:/api/`, `regex:\.js$`).
+    pub label: String,
     pub handler: Handler,
     pub headers: HeaderRules,
     pub intercept_errors: bool,

@@ -184,6 +184,9 @@ impl<T> OneOrMany<T> {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLocation {
+    /// The `location` label of its metrics.
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub exact: Option<String>,
     #[serde(default)]

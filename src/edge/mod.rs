@@ -113,6 +113,8 @@ impl ServerApp for Edge {
         stream: Stream,
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
+        // `outrigger_connections_accepted_total`, and `_active` until this returns
+        let _counted = crate::metrics::METRICS.connection();
         // Only plain TCP listeners exist today; a TLS or HTTP/2 stream would be Pingora's.
         if stream.get_ssl_digest().is_some()
             || matches!(stream.selected_alpn_proto(), Some(ALPN::H2))

@@ -23,6 +23,8 @@ pub struct Ctx {
     pub upstream_status: Option<u16>,
     /// `$upstream_cache_status`; empty while the location has no cache.
     pub cache_status: &'static str,
+    /// The memory tier answered (a HIT without Pingora's cache phases or a disk read).
+    pub memory_hit: bool,
     /// The cache is in play for this request (cacheable method on a location with `cache:`).
     pub cache_on: bool,
     /// `cache.bypass` matched: lookup skipped, the response is still stored.
@@ -59,6 +61,7 @@ impl Ctx {
             upstream_time: None,
             upstream_status: None,
             cache_status: "",
+            memory_hit: false,
             cache_on: false,
             cache_bypass: false,
             intercept: None,

@@ -21,7 +21,7 @@ pub fn log_request(vars: &RequestVars) {
         } else {
             ctx.cache_status
         };
-        metrics.cache(label);
+        metrics.cache(label, ctx.memory_hit);
     }
     if let Some(log) = &ctx.state.access_log {
         log.log(vars);

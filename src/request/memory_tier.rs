@@ -101,6 +101,7 @@ pub fn lookup(req: &RequestHeader, conn: Conn, ctx: &mut Ctx) -> Option<MemoryHi
     }
     ctx.cache_on = true;
     ctx.cache_status = "HIT";
+    ctx.memory_hit = true;
     let mut header = entry.header.clone();
     // As Pingora's HIT path: `Age` (RFC 9111 §4: a cache answering without validation must
     // send it), its not-modified filter on the stored header, then the rules.

@@ -33,6 +33,7 @@ mod harness_smoke;
 mod http10;
 mod listeners;
 mod logs;
+mod metrics;
 mod ops;
 mod pipelining;
 mod proxying;

@@ -45,10 +45,10 @@ fn admin_probes_and_metrics() {
         let m = get(p.port2, "/metrics");
         assert_eq!(m.status, 200);
         text = m.text();
-        text.contains(r#"outrigger_requests_total{location="/",status="2xx"} 3"#)
+        text.contains(r#"outrigger_requests_total{location="prefix:/",status="2xx"} 3"#)
     });
     for needle in [
-        r#"outrigger_requests_total{location="/",status="2xx"} 3"#,
+        r#"outrigger_requests_total{location="prefix:/",status="2xx"} 3"#,
         r#"outrigger_cache_requests_total{status="HIT",zone="z"} 1"#,
         r#"outrigger_cache_requests_total{status="MISS",zone="z"} 2"#,
         r#"outrigger_cache_entries{zone="z"} 2"#,
@@ -71,7 +71,7 @@ fn upstream_errors_are_counted() {
     let mut text = String::new();
     eventually("502 counted", Duration::from_secs(3), || {
         text = get(p.port2, "/metrics").text();
-        text.contains(r#"outrigger_requests_total{location="/",status="5xx"} 1"#)
+        text.contains(r#"outrigger_requests_total{location="prefix:/",status="5xx"} 1"#)
     });
     assert!(
         text.contains(r#"outrigger_upstream_errors_total{kind="connect",upstream="up"} 1"#),
@@ -97,7 +97,7 @@ fn metrics_start_at_zero() {
         r#"outrigger_config_reloads_total{result="failure"} 0"#,
         r#"outrigger_compression_input_bytes_total{encoding="gzip"} 0"#,
         r#"outrigger_compression_output_bytes_total{encoding="zstd"} 0"#,
-        r#"outrigger_requests_total{location="/",status="5xx"} 0"#,
+        r#"outrigger_requests_total{location="prefix:/",status="5xx"} 0"#,
         r#"outrigger_cache_requests_total{status="STALE",zone="z"} 0"#,
     ] {
         assert!(

@@ -24,7 +24,7 @@ const MIN_ZONE_ENTRIES: u64 = 1000;
 /// NGINX `proxy_cache_path inactive=10m`.
 const DEFAULT_INACTIVE: Duration = Duration::from_secs(600);
 /// `caches.NAME.max_size` (NGINX `proxy_cache_path max_size`): no limit in practice.
-const DEFAULT_MAX_SIZE: u64 = u64::MAX / 4;
+const DEFAULT_MAX_SIZE: u64 = crate::config::model::UNLIMITED_MAX_SIZE;
 /// NGINX `proxy_cache_methods GET HEAD`: HEAD is answered from the GET entry.
 const DEFAULT_CACHE_HEAD: bool = true;
 /// NGINX `proxy_cache_min_uses 1`.

@@ -13,6 +13,7 @@ use crate::config::model::{
 use crate::config::raw::{OneOrMany, RawAddHeader, RawConfig, RawExpiresIf, RawLocation};
 use crate::config::units;
 use crate::headers::{AddHeader, Expires, HeaderRules};
+use crate::metrics::UNMATCHED_LOCATION;
 use crate::router::{Matcher, Router};
 use indexmap::IndexMap;
 use regex::Regex;
@@ -80,9 +81,11 @@ impl Compiler {
         let mut locations = Vec::new();
         let mut matchers = Vec::new();
         let mut matcher_at = Vec::new();
+        let mut labels = std::collections::HashSet::new();
         for (i, loc) in raw.locations.iter().enumerate() {
             let at = format!("locations[{i}]");
             let (matcher, name) = self.matcher(&at, loc)?;
+            let label = self.label(&at, loc, &matcher, i, &mut labels)?;
             let handler = self.handler(&at, loc, &matcher, server, upstreams)?;
             let headers = self.header_rules(&at, loc, server)?;
             let intercept_errors = self.flag(
@@ -108,6 +111,7 @@ impl Compiler {
             let cache = self.location_cache(&at, loc.cache.as_ref(), &handler, zones)?;
             locations.push(Location {
                 name,
+                label,
                 handler,
                 headers,
                 intercept_errors,
@@ -196,6 +200,42 @@ impl Compiler {
             };
             (matcher, format!("~* {pattern}"))
         })
+    }
+
+    /// A location's `location` label in the metrics: its `name:` (unique, not empty, not
+    /// `none`), else [`default_label`], made unique with `#N` (its position) if an earlier
+    /// location has it.
+    fn label(
+        &self,
+        at: &str,
+        loc: &RawLocation,
+        matcher: &Matcher,
+        i: usize,
+        taken: &mut std::collections::HashSet<String>,
+    ) -> Result<String> {
+        let Some(name) = &loc.name else {
+            let mut label = default_label(matcher);
+            if taken.contains(&label) {
+                label = format!("{label}#{i}");
+            }
+            taken.insert(label.clone());
+            return Ok(label);
+        };
+        let problem = if name.is_empty() {
+            Some("a location's `name` must not be empty".to_string())
+        } else if name == UNMATCHED_LOCATION {
+            Some(format!(
+                "`{UNMATCHED_LOCATION}` is the label of requests that match no location"
+            ))
+        } else if !taken.insert(name.clone()) {
+            Some(format!("an earlier location has the label `{name}`"))
+        } else {
+            None
+        };
+        match problem {
+            Some(p) => Err(self.err(&format!("{at}.name"), p)),
+            None => Ok(name.clone()),
+        }
     }
 
     /// What answers in a location: `proxy_pass`, or files from `root`/`alias`.
@@ -438,6 +478,32 @@ impl Compiler {
 }
 
 /// The keys of `keys` that are written, in order.
+/// How long a regex may be in a default label before it is cut (with `...`).
+const LABEL_REGEX_CHARS: usize = 32;
+
+/// A location's label without `name:`: `exact:/x`, `prefix:/x/` (`^~` too), `regex:PATTERN`,
+/// `regex_i:PATTERN`, the pattern cut after [`LABEL_REGEX_CHARS`] characters.
+fn default_label(matcher: &Matcher) -> String {
+    match matcher {
+        Matcher::Exact(uri) => format!("exact:{uri}"),
+        Matcher::Prefix { prefix, .. } => format!("prefix:{prefix}"),
+        Matcher::Regex {
+            pattern,
+            case_insensitive,
+        } => {
+            let kind = if *case_insensitive {
+                "regex_i"
+            } else {
+                "regex"
+            };
+            match pattern.char_indices().nth(LABEL_REGEX_CHARS) {
+                Some((cut, _)) => format!("{kind}:{}...", &pattern[..cut]),
+                None => format!("{kind}:{pattern}"),
+            }
+        }
+    }
+}
+
 fn written<'k>(keys: &[(&'k str, bool)]) -> Vec<&'k str> {
     keys.iter()
         .filter(|(_, is_written)| *is_written)
