@@ -242,7 +242,7 @@ else
     cfg=$(cat "$pod_root/config-path")
     env_args=()
     while IFS= read -r kv; do [ -n "$kv" ] && env_args+=("$kv"); done < "$pod_root/env"
-    # -t does not write; the cache path is only parsed, but point it at target/ anyway.
+    # -t creates nothing, but checks the cache directory can be made: point it at $WORK.
     if env "${env_args[@]}" OUTRIGGER_CACHE_DIR="$WORK/cache-$case_name" "$bin" -t -c "$cfg" \
         > "$WORK/t-$case_name.log" 2>&1; then
       pass "$k: $bin -t accepts the rendered config as the container sees it ($cfg)"

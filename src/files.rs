@@ -4,7 +4,7 @@
 //! small files (`file_cache`) and of compressed copies; precompressed siblings.
 
 use crate::compress;
-use crate::config::{Config, DocRoot, StaticConfig, SymlinkPolicy};
+use crate::config::{Config, StaticConfig, SymlinkPolicy};
 use bytes::Bytes;
 use http::header;
 use http::Method;
@@ -169,29 +169,6 @@ pub enum Plan {
     Error(u16),
     /// 416 for a file of this size (answered as an error, plus `Content-Range: bytes */size`).
     Unsatisfiable(u64),
-}
-
-/// Map a normalised URI path to a file path under the location's root or alias.
-pub fn map_path(st: &StaticConfig, uri_path: &str) -> Option<(PathBuf, PathBuf)> {
-    match &st.doc_root {
-        DocRoot::Root(root) => {
-            let mut p = root.as_os_str().to_owned();
-            p.push(uri_path);
-            Some((PathBuf::from(p), root.clone()))
-        }
-        DocRoot::Alias { dir, prefix } => {
-            let rest = uri_path.strip_prefix(prefix.as_str())?;
-            let mut p = dir.as_os_str().to_owned();
-            if !rest.is_empty()
-                && !dir.as_os_str().to_string_lossy().ends_with('/')
-                && !rest.starts_with('/')
-            {
-                p.push("/");
-            }
-            p.push(rest);
-            Some((PathBuf::from(p), dir.clone()))
-        }
-    }
 }
 
 /// Whether `file` (which exists) stays inside `root` once symlinks are resolved.
@@ -387,7 +364,7 @@ pub fn plan(cfg: &Config, st: &StaticConfig, req: &RequestHeader, uri_path: &str
     if method != Method::GET && method != Method::HEAD && method != Method::POST {
         return Plan::Error(405);
     }
-    let Some((mut file, root)) = map_path(st, uri_path) else {
+    let Some((mut file, root)) = st.map_path(uri_path) else {
         return Plan::Error(404);
     };
     let mut meta = if uri_path.ends_with('/') {

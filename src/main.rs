@@ -66,6 +66,9 @@ fn main() -> ExitCode {
         }
     };
     if cli.test {
+        for w in &cfg.warnings {
+            eprintln!("outrigger: [warn] {w}");
+        }
         eprintln!(
             "outrigger: the configuration file {} syntax is ok\noutrigger: configuration file {} test is successful",
             cli.config.display(),

@@ -33,6 +33,9 @@ pub fn reload(path: &Path, state: &ArcSwap<State>) -> bool {
             return false;
         }
     };
+    for w in &cfg.warnings {
+        log::warn!("config reload: {w}");
+    }
     let old = &current.cfg;
     let restart_only = [
         ("listen", old.listen != cfg.listen),

@@ -119,6 +119,9 @@ impl log::Log for Leveled {
 pub fn run(cfg: Config) -> Result<(), String> {
     let cfg = Arc::new(cfg);
     init_logging(&cfg)?;
+    for w in &cfg.warnings {
+        log::warn!("{w}");
+    }
     // Fail clearly on a taken port before Pingora would.
     for addr in &cfg.listen {
         std::net::TcpListener::bind(addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;

@@ -27,7 +27,8 @@ use raw::RawConfig;
 use std::path::Path;
 
 impl Config {
-    /// Read, parse, validate and compile a config file.
+    /// Read, parse, validate and compile a config file, and check what it names on disk (cache
+    /// directories, error page files: errors; `root`s and `alias`es: [`Config::warnings`]).
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
         let src = std::fs::read_to_string(path).map_err(|e| ConfigError {
             file: path.to_path_buf(),
@@ -35,25 +36,35 @@ impl Config {
             column: 0,
             message: format!("cannot read config: {e}"),
         })?;
-        Config::from_str(&src, path)
+        let raw = parse(&src, path)?;
+        let compiler = compile::Compiler::new(&src, path);
+        let mut cfg = compiler.compile(&raw)?;
+        compiler.check_disk(&raw, &mut cfg)?;
+        Ok(cfg)
     }
 
-    /// Parse `src` as if read from `path` (relative paths resolve against its directory).
+    /// Parse `src` as if read from `path` (relative paths resolve against its directory),
+    /// without looking at the disk.
     pub fn from_str(src: &str, path: &Path) -> Result<Config, ConfigError> {
-        let raw: RawConfig = serde_yaml::from_str(src).map_err(|e| {
-            let (line, column) = e
-                .location()
-                .map(|l| (l.line(), l.column()))
-                .unwrap_or((1, 1));
-            ConfigError {
-                file: path.to_path_buf(),
-                line,
-                column,
-                message: error::strip_position(&e.to_string()),
-            }
-        })?;
-        compile::Compiler::new(src, path).compile(raw)
+        let raw = parse(src, path)?;
+        compile::Compiler::new(src, path).compile(&raw)
     }
+}
+
+/// `src` deserialised as written, or the YAML error with its position.
+fn parse(src: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+    serde_yaml::from_str(src).map_err(|e| {
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
+        ConfigError {
+            file: path.to_path_buf(),
+            line,
+            column,
+            message: error::strip_position(&e.to_string()),
+        }
+    })
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! The compiled configuration: immutable types that request handling reads, built once per
 //! load by `compile` and shared as `Arc<Config>`.
 
+use super::error::ConfigError;
 use crate::compress::CompressConfig;
 use crate::headers::{HeaderRules, Redirects};
 use crate::router::Router;
@@ -91,6 +92,31 @@ pub struct StaticConfig {
     pub doc_root: DocRoot,
     pub index: Vec<String>,
     pub symlinks: SymlinkPolicy,
+}
+
+impl StaticConfig {
+    /// Map a normalised URI path to a file path under the location's root or alias.
+    pub fn map_path(&self, uri_path: &str) -> Option<(PathBuf, PathBuf)> {
+        match &self.doc_root {
+            DocRoot::Root(root) => {
+                let mut p = root.as_os_str().to_owned();
+                p.push(uri_path);
+                Some((PathBuf::from(p), root.clone()))
+            }
+            DocRoot::Alias { dir, prefix } => {
+                let rest = uri_path.strip_prefix(prefix.as_str())?;
+                let mut p = dir.as_os_str().to_owned();
+                if !rest.is_empty()
+                    && !dir.as_os_str().to_string_lossy().ends_with('/')
+                    && !rest.starts_with('/')
+                {
+                    p.push("/");
+                }
+                p.push(rest);
+                Some((PathBuf::from(p), dir.clone()))
+            }
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -298,6 +324,9 @@ pub struct Config {
     pub if_modified_since: ImsMode,
     /// Largest keep-alive pool asked for by any upstream.
     pub keepalive_pool: usize,
+    /// What the load found on disk that does not stop a start (a `root` that does not exist),
+    /// with its position: `-t` prints them, the start and a reload log them at `warn`.
+    pub warnings: Vec<ConfigError>,
 }
 
 /// How client connections and their request heads are read (NGINX's `keepalive_timeout`,

@@ -40,7 +40,7 @@ pub async fn configured_page(cfg: &Config, status: u16) -> Option<(String, Bytes
     let Handler::Static(st) = &cfg.locations[loc].handler else {
         return None;
     };
-    let (path, _) = files::map_path(st, uri)?;
+    let (path, _) = st.map_path(uri)?;
     let meta = tokio::fs::metadata(&path).await.ok()?;
     if !meta.is_file() || meta.len() > MAX_PAGE {
         return None;

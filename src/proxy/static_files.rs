@@ -6,7 +6,7 @@ use super::error_page;
 use crate::compress;
 use crate::compress::CompressConfig;
 use crate::config::{Handler, StaticConfig};
-use crate::files::{compressed_copy, map_path, plan, precompressed_sibling, FileVersion, Plan};
+use crate::files::{compressed_copy, plan, precompressed_sibling, FileVersion, Plan};
 use crate::output;
 use crate::request::context::Ctx;
 use crate::request::vars::apply_header_rules_for;
@@ -119,7 +119,7 @@ fn compressed_variant(
     version: FileVersion,
     header: &mut ResponseHeader,
 ) -> Result<Option<Bytes>> {
-    let symlinks = (st.symlinks, map_path(st, &ctx.path).map(|(_, root)| root));
+    let symlinks = (st.symlinks, st.map_path(&ctx.path).map(|(_, root)| root));
     let full_len = header
         .headers
         .get(header::CONTENT_RANGE)

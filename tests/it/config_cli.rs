@@ -202,7 +202,11 @@ locations:
 
 #[test]
 fn check_valid_config_exits_0() {
-    let (_dir, path, out) = test_config(VALID_CONFIG);
+    let (dir, path, _) = test_config(VALID_CONFIG);
+    // the error pages' files must exist (the roots and the alias need not: warnings)
+    write_file(dir.path(), "www/50x.html", b"50x\n");
+    write_file(dir.path(), "errors/404.html", b"404\n");
+    let out = run_outrigger(&["-t", "-c", path.to_str().expect("utf-8 path")]);
     assert_eq!(
         out.status.code(),
         Some(0),

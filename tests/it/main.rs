@@ -24,6 +24,7 @@ mod cache_correctness;
 mod cache_memory;
 mod client_timeouts;
 mod compression;
+mod config_check;
 mod config_cli;
 mod e2e_alertmanager;
 mod edge;

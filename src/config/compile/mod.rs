@@ -9,6 +9,7 @@ mod buffers;
 mod cache;
 mod client;
 mod compression;
+mod disk;
 mod locations;
 mod server;
 mod upstreams;
@@ -56,7 +57,7 @@ impl Compiler {
     }
 
     /// The whole config. The order of the steps is the order in which errors are found.
-    pub(super) fn compile(self, raw: RawConfig) -> Result<Config> {
+    pub(super) fn compile(&self, raw: &RawConfig) -> Result<Config> {
         let listen = self.listen(&raw.listen)?;
         let admin = self.admin(raw.admin.as_ref())?;
         let reload_interval = self.reload_interval(raw.reload.as_ref())?;
@@ -67,19 +68,19 @@ impl Compiler {
         let send_timeout = self.client_timeout("send_timeout", raw.send_timeout.as_ref())?;
         let client_header_timeout =
             self.client_timeout("client_header_timeout", raw.client_header_timeout.as_ref())?;
-        let client = self.client_limits(&raw)?;
-        let buffers = self.buffers(&raw)?;
+        let client = self.client_limits(raw)?;
+        let buffers = self.buffers(raw)?;
         let file_cache = self.file_cache(raw.file_cache.as_ref())?;
         let shutdown_delay = self.shutdown_delay(raw.shutdown_delay.as_ref())?;
         let error_log = self.error_log(raw.error_log.as_ref())?;
-        let access_log = self.access_log(&raw)?;
+        let access_log = self.access_log(raw)?;
 
         let mut upstreams = self.upstreams(&raw.upstreams)?;
-        let server_compress = self.compress(&raw, raw.gzip.as_ref(), "gzip", None)?;
+        let server_compress = self.compress(raw, raw.gzip.as_ref(), "gzip", None)?;
         let zones = self.zones(&raw.caches)?;
-        let server = self.server_defaults(&raw)?;
+        let server = self.server_defaults(raw)?;
         let (locations, router) =
-            self.locations(&raw, &server, server_compress, &zones, &mut upstreams)?;
+            self.locations(raw, &server, server_compress, &zones, &mut upstreams)?;
         let error_pages = self.error_pages(&raw.error_pages, &router, &locations)?;
         let server_name = self.server_name(raw.server_name.as_deref())?;
         let if_modified_since = self.if_modified_since(raw.if_modified_since.as_deref())?;
@@ -112,6 +113,7 @@ impl Compiler {
             server_name,
             if_modified_since,
             keepalive_pool,
+            warnings: Vec::new(),
         })
     }
 
