@@ -87,10 +87,7 @@ impl ProxyHttp for Proxy {
         session.set_write_timeout(Some(ctx.state.cfg.send_timeout));
         headers::drop_unnamed_upgrade(session.req_header_mut());
         cache::subrequest_is_get(session);
-        let wire = session
-            .as_downstream()
-            .stream()
-            .and_then(|s| s.as_any().downcast_ref::<Wire>());
+        let wire = wire_of(session);
         // The edge's keep-alive verdict (`keepalive_requests`, `keepalive_timeout: 0`,
         // shutdown); Pingora's session only reads the request's `Connection`.
         let close = wire.is_some_and(|w| !w.keep);
@@ -294,12 +291,7 @@ impl ProxyHttp for Proxy {
         }
         // A body the edge read whole goes upstream with its length, never chunked (as NGINX:
         // WSGI servers handle chunked request bodies poorly), and its `100 Continue` was sent.
-        if let Some(length) = session
-            .as_downstream()
-            .stream()
-            .and_then(|s| s.as_any().downcast_ref::<Wire>())
-            .and_then(|w| w.spooled)
-        {
+        if let Some(length) = wire_of(session).and_then(|w| w.spooled) {
             upstream.remove_header(&header::TRANSFER_ENCODING);
             upstream.remove_header(&header::EXPECT);
             upstream.insert_header(header::CONTENT_LENGTH, length)?;
@@ -493,15 +485,20 @@ impl ProxyHttp for Proxy {
     }
 }
 
+/// The client connection under `session` as the edge handed it on (`None` for a connection
+/// the edge does not own: TLS, HTTP/2, a subrequest).
+fn wire_of(session: &Session) -> Option<&Wire> {
+    session
+        .as_downstream()
+        .stream()
+        .and_then(|s| s.as_any().downcast_ref::<Wire>())
+}
+
 /// NGINX `proxy_buffering` (and the upstream's `X-Accel-Buffering: yes|no`, which overrides
 /// it): an upstream answer may wait in the client connection's backlog for a slow client, so
 /// the session, and the upstream connection, are done at the upstream's pace.
 fn set_buffering(session: &Session, resp: &ResponseHeader, ctx: &Ctx) {
-    let Some(wire) = session
-        .as_downstream()
-        .stream()
-        .and_then(|s| s.as_any().downcast_ref::<Wire>())
-    else {
+    let Some(wire) = wire_of(session) else {
         return;
     };
     let location = matches!(

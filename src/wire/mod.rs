@@ -433,15 +433,10 @@ impl AsyncWrite for Wire {
 
 #[async_trait::async_trait]
 impl Shutdown for Wire {
-    /// The backlog goes out first (each write within `send_timeout`).
+    /// As `AsyncWrite::poll_shutdown`: the backlog goes out first, each write within
+    /// `send_timeout`.
     async fn shutdown(&mut self) {
-        let limit = self
-            .cfg
-            .as_ref()
-            .map_or(Duration::from_secs(60), |c| c.send_timeout);
-        if self.drain(limit).await.is_ok() {
-            self.stream.shutdown().await
-        }
+        let _ = tokio::io::AsyncWriteExt::shutdown(self).await;
     }
 }
 

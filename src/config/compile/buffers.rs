@@ -6,7 +6,6 @@
 use super::{Compiler, Result};
 use crate::config::model::Buffers;
 use crate::config::raw::RawConfig;
-use crate::config::units;
 
 /// NGINX `proxy_buffers 8 8k`.
 const DEFAULT_BUFFERS: usize = 8 * 8 * 1024;
@@ -26,22 +25,7 @@ impl Compiler {
         let memory = match &raw.proxy_buffers {
             None => DEFAULT_BUFFERS,
             Some(v) => {
-                let s = self.scalar(AT, v)?;
-                let mut words = s.split_whitespace();
-                let (Some(count), Some(size), None) = (words.next(), words.next(), words.next())
-                else {
-                    return Err(
-                        self.err(AT, format!("expected `NUMBER SIZE` (as `8 8k`), got `{s}`"))
-                    );
-                };
-                let count = count
-                    .parse::<u64>()
-                    .ok()
-                    .filter(|n| *n >= 1)
-                    .ok_or_else(|| {
-                        self.err(AT, format!("`{count}`: expected a number of buffers"))
-                    })?;
-                let size = units::parse_size(size).map_err(|e| self.err(AT, e))?;
+                let (count, size) = self.count_and_size(AT, v, "8 8k")?;
                 let total = count.saturating_mul(size);
                 if size == 0 || total > MAX_BUFFERS {
                     return Err(self.err(AT, "from 1 byte to 64m in all"));

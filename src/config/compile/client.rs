@@ -5,12 +5,12 @@
 use super::{Compiler, Result};
 use crate::config::model::ClientLimits;
 use crate::config::raw::RawConfig;
-use crate::config::units;
+use serde_yaml::Value;
 
 /// The shortest line limit accepted.
-const MIN_HEADER_LINE: usize = 1024;
+const MIN_HEADER_LINE: u64 = 1024;
 /// The longest head accepted, so that a connection's head stays bounded.
-const MAX_HEADER_TOTAL: usize = 1 << 20;
+const MAX_HEADER_TOTAL: u64 = 1 << 20;
 
 impl Compiler {
     /// The client connection settings of the server.
@@ -36,7 +36,7 @@ impl Compiler {
         };
         let (header_line, header_total) = match &raw.large_client_header_buffers {
             None => (nginx.header_line, nginx.header_total),
-            Some(v) => self.header_buffers(&self.scalar("large_client_header_buffers", v)?)?,
+            Some(v) => self.header_buffers(v)?,
         };
         Ok(ClientLimits {
             keepalive_timeout,
@@ -58,26 +58,16 @@ impl Compiler {
 
     /// `large_client_header_buffers: "NUMBER SIZE"`: the longest line (SIZE) and head
     /// (NUMBER x SIZE).
-    fn header_buffers(&self, s: &str) -> Result<(usize, usize)> {
+    fn header_buffers(&self, v: &Value) -> Result<(usize, usize)> {
         const AT: &str = "large_client_header_buffers";
-        let mut words = s.split_whitespace();
-        let (Some(count), Some(size), None) = (words.next(), words.next(), words.next()) else {
-            return Err(self.err(AT, format!("expected `NUMBER SIZE` (as `4 8k`), got `{s}`")));
-        };
-        let count = count
-            .parse::<usize>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| self.err(AT, format!("`{count}`: expected a number of buffers")))?;
-        let size = units::parse_size(size)
-            .map_err(|e| self.err(AT, e))
-            .and_then(|n| usize::try_from(n).map_err(|_| self.err(AT, "too large")))?;
+        let (count, size) = self.count_and_size(AT, v, "4 8k")?;
         if size < MIN_HEADER_LINE {
             return Err(self.err(AT, "the size must be at least 1k"));
         }
-        if count.saturating_mul(size) > MAX_HEADER_TOTAL {
-            return Err(self.err(AT, "at most 1m in all"));
+        match count.checked_mul(size) {
+            // at most 1m, so both fit
+            Some(total) if total <= MAX_HEADER_TOTAL => Ok((size as usize, total as usize)),
+            _ => Err(self.err(AT, "at most 1m in all")),
         }
-        Ok((size, count * size))
     }
 }

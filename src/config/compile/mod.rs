@@ -193,6 +193,26 @@ impl Compiler {
         }
     }
 
+    /// NGINX's `NUMBER SIZE` of a buffers directive (`proxy_buffers 8 8k`): at least one
+    /// buffer, `example` shown when the value is not of that shape.
+    fn count_and_size(&self, at: &str, v: &Value, example: &str) -> Result<(u64, u64)> {
+        let s = self.scalar(at, v)?;
+        let mut words = s.split_whitespace();
+        let (Some(count), Some(size), None) = (words.next(), words.next(), words.next()) else {
+            return Err(self.err(
+                at,
+                format!("expected `NUMBER SIZE` (as `{example}`), got `{s}`"),
+            ));
+        };
+        let count = count
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| self.err(at, format!("`{count}`: expected a number of buffers")))?;
+        let size = units::parse_size(size).map_err(|e| self.err(at, e))?;
+        Ok((count, size))
+    }
+
     /// A file system path, relative ones against the config file's directory.
     fn path(&self, at: &str, s: &str) -> Result<PathBuf> {
         let s = self.expand(at, s)?;
