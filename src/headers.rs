@@ -28,8 +28,12 @@ const HOP_BY_HOP: [&str; 2] = ["keep-alive", "proxy-connection"];
 /// headers NGINX hides from clients and the upstream connection's own fields removed, and
 /// outrigger's `Server`.
 pub fn from_upstream(resp: &mut ResponseHeader) -> pingora_error::Result<()> {
-    for h in HIDDEN_UPSTREAM.iter().chain(&HOP_BY_HOP) {
-        resp.remove_header(*h);
+    // one look at the answer's names first: most carry none of these
+    let hidden = |n: &str| HIDDEN_UPSTREAM.contains(&n) || HOP_BY_HOP.contains(&n);
+    if resp.headers.keys().any(|n| hidden(n.as_str())) {
+        for h in HIDDEN_UPSTREAM.iter().chain(&HOP_BY_HOP) {
+            resp.remove_header(*h);
+        }
     }
     resp.insert_header(http::header::SERVER, crate::SERVER_NAME)?;
     Ok(())

@@ -325,9 +325,28 @@ impl Template {
     }
 }
 
-/// NGINX's `$time_local` format: `23/Nov/2026:18:49:03 +0000`.
-pub fn write_time_local(out: &mut String, t: chrono::DateTime<chrono::Local>) {
-    let _ = write!(out, "{}", t.format("%d/%b/%Y:%H:%M:%S %z"));
+/// The time now in NGINX's `$time_local` format, `23/Nov/2026:18:49:03 +0000`: formatted
+/// once a second per thread, as NGINX caches its log times.
+pub fn write_time_local(out: &mut String) {
+    use chrono::TimeZone;
+    thread_local!(static LAST: std::cell::RefCell<(u64, String)> = const {
+        std::cell::RefCell::new((0, String::new()))
+    });
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    LAST.with_borrow_mut(|(at, text)| {
+        if *at != secs || text.is_empty() {
+            text.clear();
+            let t = i64::try_from(secs)
+                .ok()
+                .and_then(|s| chrono::Local.timestamp_opt(s, 0).single())
+                .unwrap_or_else(chrono::Local::now);
+            let _ = write!(text, "{}", t.format("%d/%b/%Y:%H:%M:%S %z"));
+            *at = secs;
+        }
+        out.push_str(text);
+    });
 }
 
 #[cfg(test)]

@@ -123,7 +123,7 @@ impl VarSource for RequestVars<'_> {
         let req = self.req;
         let ctx = self.ctx;
         match var {
-            Var::TimeLocal => template::write_time_local(out, chrono::Local::now()),
+            Var::TimeLocal => template::write_time_local(out),
             Var::TimeIso8601 => {
                 let _ = write!(
                     out,

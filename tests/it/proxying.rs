@@ -1289,7 +1289,8 @@ fn unbuffered_client_writes_pass_a_trickling_content_length_body_at_once() {
 }
 
 /// RFC 9110 §7.6.1: the fields of the upstream's own connection (`Keep-Alive`,
-/// `Proxy-Connection`) are not passed on, neither fresh nor from the cache (disk or memory).
+/// `Proxy-Connection`) are not passed on, neither fresh nor from the cache (disk or memory);
+/// nor are those NGINX hides (`X-Accel-Charset`).
 #[test]
 fn upstream_connection_fields_are_not_passed_on() {
     let origin = start_origin();
@@ -1302,6 +1303,7 @@ fn upstream_connection_fields_are_not_passed_on() {
         ("X-Origin-Header", "Keep-Alive: timeout=5, max=100"),
         ("X-Origin-Header", "Proxy-Connection: keep-alive"),
         ("X-Origin-Header", "X-Kept: yes"),
+        ("X-Origin-Header", "X-Accel-Charset: utf-8"),
     ];
     for round in ["MISS", "disk HIT", "memory HIT"] {
         let r = get_with(p.port, "/hop", &ask);
@@ -1309,6 +1311,7 @@ fn upstream_connection_fields_are_not_passed_on() {
         assert_eq!(r.header("x-kept"), Some("yes"), "{round}");
         assert_eq!(r.header("keep-alive"), None, "{round}");
         assert_eq!(r.header("proxy-connection"), None, "{round}");
+        assert_eq!(r.header("x-accel-charset"), None, "{round}");
     }
     assert_eq!(hits(&origin, "/hop"), 1);
 }
