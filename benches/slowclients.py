@@ -10,6 +10,12 @@ Opens CLIENTS slow connections to a proxy and, while they are held, measures a f
                  receive buffer is made small, so the kernel takes little on its behalf);
   --mode idle    no slow client: the fast client alone, the baseline.
 
+With --pair-port, two proxies are measured at the same moment: CLIENTS slow connections are
+held against each, and the fast client alternates between them (each pair of requests in a
+random order, so each proxy still gets one every INTERVAL seconds). Machine noise (a stalled
+vCPU, the runner's own threads) then falls on both alike, which a run of each in turn cannot
+give: the figure to compare latencies by. A run of each alone shows what each shields.
+
 After SETTLE seconds, and then (with --upstream-port) once the proxy holds no connection to the
 app (the slow clients' requests answered and their answers absorbed, or the uploads not passed
 on) or SETTLE_MAX seconds have passed, the fast client starts one `GET FAST_PATH` every INTERVAL seconds for
@@ -18,9 +24,12 @@ of attempts is the same whatever the latency), each with a TIMEOUT for connect, 
 whole answer. A success is a complete 200 answer within the timeout. Then every slow
 connection is closed.
 
-Prints one line for benches/run:
-  S8RESULT ok=N attempts=N p50_ms=X p99_ms=X max_ms=X slow_open=N slow_failed=N ready_s=X
+Prints one line per proxy for benches/run:
+  S8RESULT port=N ok=N attempts=N p50_ms=X p99_ms=X max_ms=X slow_open=N slow_failed=N ready_s=X
            settle_s=X upstream=N upstream_mid=N
+and with --pair-port one more, on the pairs where both requests succeeded (PORT's latency minus
+PAIR_PORT's, ms; first_faster: the share of pairs where PORT's was lower):
+  S8PAIRED pairs=N diff_p25_ms=X diff_p50_ms=X diff_p75_ms=X first_faster=X
 (settle_s: from opening the slow connections to the fast client's start; upstream and
 upstream_mid: the proxy's connections to the app then and halfway through the fast client's
 run, "-" without --upstream-port; latencies of the successful requests, nearest rank; "-" when none succeeded; slow_open: slow
@@ -32,6 +41,7 @@ Standard library only. Traffic goes to HOST (loopback) only and every loop is bo
 """
 
 import argparse
+import random
 import socket
 import sys
 import threading
@@ -42,6 +52,7 @@ def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
+    p.add_argument("--pair-port", type=int, help="a second proxy, measured alongside (see above)")
     p.add_argument("--mode", choices=["upload", "read", "idle"], required=True)
     p.add_argument("--clients", type=int, default=4)
     p.add_argument("--fast-path", default="/api/")
@@ -105,8 +116,9 @@ def fast_request(host, port, path, timeout):
 class Slow:
     """The slow connections, driven by one thread: connect, send the head, then trickle."""
 
-    def __init__(self, a):
+    def __init__(self, a, ports):
         self.a = a
+        self.ports = ports
         self.socks = []
         self.sent = []
         self.failed = 0
@@ -114,14 +126,14 @@ class Slow:
 
     def open_all(self):
         a = self.a
-        for _ in range(a.clients):
+        for port in [p for p in self.ports for _ in range(a.clients)]:
             try:
                 s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
                 if a.mode == "read":
                     # before connect: a small window, so the answer waits in the server
                     s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                 s.settimeout(5)
-                s.connect((a.host, a.port))
+                s.connect((a.host, port))
                 if a.mode == "upload":
                     s.sendall(
                         b"POST " + a.upload_path.encode() + b" HTTP/1.1\r\nHost: localhost\r\n"
@@ -201,16 +213,18 @@ def pct(sorted_vals, p):
 
 def main():
     a = parse_args()
-    # ready: one fast request through (the previous load's connections may still drain)
+    ports = [a.port] + ([a.pair_port] if a.pair_port else [])
+    # ready: one fast request through each (the previous load's connections may still drain)
     t_ready = time.perf_counter()
-    while fast_request(a.host, a.port, a.fast_path, a.timeout) is None:
-        if time.perf_counter() - t_ready > a.ready_wait:
-            print("slowclients: %s:%d%s never answered within %.0f s" % (a.host, a.port, a.fast_path, a.ready_wait), file=sys.stderr)
-            break
-        time.sleep(0.2)
+    for port in ports:
+        while fast_request(a.host, port, a.fast_path, a.timeout) is None:
+            if time.perf_counter() - t_ready > a.ready_wait:
+                print("slowclients: %s:%d%s never answered within %.0f s" % (a.host, port, a.fast_path, a.ready_wait), file=sys.stderr)
+                break
+            time.sleep(0.2)
     ready_s = time.perf_counter() - t_ready
 
-    slow = Slow(a)
+    slow = Slow(a, ports)
     trickler = None
     if a.mode != "idle":
         slow.open_all()
@@ -228,26 +242,29 @@ def main():
             time.sleep(0.05)
     settle_s = time.perf_counter() - t_settle
 
-    results = []
+    # request i goes to plan[i]: each proxy once per pair, the pair's order at random
+    n = int(round(a.duration / a.interval))
+    rng = random.Random(16)
+    plan = []
+    for _ in range(n):
+        plan.extend(rng.sample(ports, len(ports)))
+    step = a.interval / len(ports)
+    results = {}  # request index -> latency (s) or None
     lock = threading.Lock()
 
-    trace = []
-
     def one(i):
-        r = fast_request(a.host, a.port, a.fast_path, a.timeout)
+        r = fast_request(a.host, plan[i], a.fast_path, a.timeout)
         with lock:
-            results.append(r)
-            trace.append((i * a.interval, r))
+            results[i] = r
 
     threads = []
-    n = int(round(a.duration / a.interval))
     t0 = time.perf_counter()
     upstream_mid = "-"
-    for i in range(n):
-        wait = t0 + i * a.interval - time.perf_counter()
+    for i in range(len(plan)):
+        wait = t0 + i * step - time.perf_counter()
         if wait > 0:
             time.sleep(wait)
-        if i == n // 2 and a.upstream_port:
+        if i == len(plan) // 2 and a.upstream_port:
             upstream_mid = upstream_conns(a.upstream_port)
         t = threading.Thread(target=one, args=(i,), daemon=True)
         t.start()
@@ -259,17 +276,31 @@ def main():
     if trickler is not None:
         trickler.join(a.byte_interval + 1)
 
-    ok = sorted(r for r in results if r is not None)
     if a.trace:
         with open(a.trace, "w") as f:
-            for start, r in sorted(trace, key=lambda x: x[0]):
-                f.write("%.1f\t%s\n" % (start, "-" if r is None else "%.2f" % (r * 1000)))
-    print(
-        "S8RESULT ok=%d attempts=%d p50_ms=%s p99_ms=%s max_ms=%s slow_open=%d slow_failed=%d ready_s=%.1f"
-        " settle_s=%.1f upstream=%s upstream_mid=%s"
-        % (len(ok), n, pct(ok, 50), pct(ok, 99), ("%.2f" % (ok[-1] * 1000)) if ok else "-",
-           slow_open, slow.failed, ready_s, settle_s, upstream, upstream_mid)
-    )
+            for i in range(len(plan)):
+                r = results.get(i)
+                f.write("%.2f\t%d\t%s\n" % (i * step, plan[i], "-" if r is None else "%.2f" % (r * 1000)))
+    for port in ports:
+        ok = sorted(results[i] for i in results if plan[i] == port and results[i] is not None)
+        print(
+            "S8RESULT port=%d ok=%d attempts=%d p50_ms=%s p99_ms=%s max_ms=%s slow_open=%d slow_failed=%d"
+            " ready_s=%.1f settle_s=%.1f upstream=%s upstream_mid=%s"
+            % (port, len(ok), n, pct(ok, 50), pct(ok, 99), ("%.2f" % (ok[-1] * 1000)) if ok else "-",
+               slow_open, slow.failed, ready_s, settle_s, upstream, upstream_mid)
+        )
+    if a.pair_port:
+        diffs = []
+        for k in range(n):
+            pair = {plan[i]: results.get(i) for i in (2 * k, 2 * k + 1)}
+            if pair.get(a.port) is not None and pair.get(a.pair_port) is not None:
+                diffs.append(pair[a.port] - pair[a.pair_port])
+        diffs.sort()
+        faster = sum(1 for d in diffs if d < 0) / len(diffs) if diffs else 0.0
+        print(
+            "S8PAIRED pairs=%d diff_p25_ms=%s diff_p50_ms=%s diff_p75_ms=%s first_faster=%.2f"
+            % (len(diffs), pct(diffs, 25), pct(diffs, 50), pct(diffs, 75), faster)
+        )
 
 
 if __name__ == "__main__":
