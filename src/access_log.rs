@@ -44,6 +44,11 @@ impl AccessLog {
         })
     }
 
+    /// The line's format.
+    pub fn format(&self) -> &Template {
+        &self.format
+    }
+
     /// Open a file target again at its path (a rotated file is let go, a new one created);
     /// stdout and stderr stay as they are.
     pub fn reopen(&self) -> std::io::Result<()> {

@@ -100,6 +100,20 @@ impl Var {
 }
 
 impl Var {
+    /// Whether the value is known only once the client has the whole answer: the clocks and
+    /// the bytes sent (NGINX logs a request then).
+    pub fn at_send(&self) -> bool {
+        matches!(
+            self,
+            Var::TimeLocal
+                | Var::TimeIso8601
+                | Var::Msec
+                | Var::RequestTime
+                | Var::BodyBytesSent
+                | Var::BytesSent
+        )
+    }
+
     /// Whether the value differs from one request to the next whatever the request says
     /// (`$request_id`, clocks, the connection) or is only known once the response is under way
     /// (`$status`, `$upstream_*`, bytes sent): such a variable cannot name a cache entry.
@@ -304,6 +318,14 @@ impl Template {
                 }
             }
         }
+    }
+
+    /// The variables the template uses, in order (repeats included).
+    pub fn vars(&self) -> impl Iterator<Item = &Var> {
+        self.parts.iter().filter_map(|p| match p {
+            Part::Var(v) => Some(v),
+            Part::Lit(_) => None,
+        })
     }
 
     /// Whether some variable of the template cannot name a cache entry (see

@@ -16,7 +16,7 @@ use crate::metrics::METRICS;
 use crate::request::cache_key::variance_for;
 use crate::request::conditional;
 use crate::request::context::Ctx;
-use crate::request::log::log_request;
+use crate::request::log::{count_request, log_request, PendingLine};
 use crate::request::route::{route, Routed};
 use crate::request::vars::{apply_header_rules_for, host, RequestVars};
 use crate::state::State;
@@ -450,7 +450,17 @@ impl ProxyHttp for Proxy {
         if session.subrequest_ctx.is_some() {
             return;
         }
-        log_request(&RequestVars::new(session, ctx, None));
+        let vars = RequestVars::new(session, ctx, None);
+        match wire_of(session) {
+            // NGINX logs a request once the client has the whole answer (or is gone)
+            Some(wire) if wire.has_backlog() => {
+                count_request(&vars);
+                if let Some(line) = PendingLine::of(&vars) {
+                    wire.when_drained(Box::new(move |unsent| line.write(unsent)));
+                }
+            }
+            _ => log_request(&vars),
+        }
     }
 
     fn suppress_error_log(&self, session: &Session, ctx: &Ctx, e: &Error) -> bool {

@@ -87,7 +87,29 @@ impl<'a> RequestVars<'a> {
     }
 }
 
-fn secs(out: &mut String, d: Duration) {
+/// `$time_local`, `$time_iso8601` and `$msec`: the time now (nothing for another variable).
+pub fn write_clock(var: &Var, out: &mut String) {
+    match var {
+        Var::TimeLocal => template::write_time_local(out),
+        Var::TimeIso8601 => {
+            let _ = write!(
+                out,
+                "{}",
+                chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%:z")
+            );
+        }
+        Var::Msec => {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
+        }
+        _ => {}
+    }
+}
+
+/// A duration as NGINX logs times: seconds with milliseconds.
+pub fn secs(out: &mut String, d: Duration) {
     let _ = write!(out, "{}.{:03}", d.as_secs(), d.subsec_millis());
 }
 
@@ -123,20 +145,7 @@ impl VarSource for RequestVars<'_> {
         let req = self.req;
         let ctx = self.ctx;
         match var {
-            Var::TimeLocal => template::write_time_local(out),
-            Var::TimeIso8601 => {
-                let _ = write!(
-                    out,
-                    "{}",
-                    chrono::Local::now().format("%Y-%m-%dT%H:%M:%S%:z")
-                );
-            }
-            Var::Msec => {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .unwrap_or_default();
-                let _ = write!(out, "{}.{:03}", now.as_secs(), now.subsec_millis());
-            }
+            Var::TimeLocal | Var::TimeIso8601 | Var::Msec => write_clock(var, out),
             Var::Status => {
                 let s = self.resp.map_or(0, |r| r.status.as_u16());
                 let _ = write!(out, "{s:03}");
@@ -296,7 +305,7 @@ fn cookie<'r>(req: &'r RequestHeader, name: &str) -> Option<&'r str> {
 
 /// The length of `resp`'s head as written (status line, header lines, blank line), for
 /// `$bytes_sent`.
-fn head_len(resp: &ResponseHeader) -> usize {
+pub fn head_len(resp: &ResponseHeader) -> usize {
     let reason = resp.status.canonical_reason().unwrap_or("").len();
     let lines: usize = resp
         .headers

@@ -42,6 +42,11 @@ impl Backlog {
         self.mem.is_empty() && self.spill.is_none()
     }
 
+    /// How many bytes wait.
+    pub fn len(&self) -> u64 {
+        self.mem.len() as u64 + self.spill.as_ref().map_or(0, |s| s.written - s.read)
+    }
+
     /// Keep `buf` after what waits already; `false` when the bounds (or the temp file) do not
     /// allow it, and the writer must wait for the client instead.
     pub fn push(&mut self, buf: &[u8], bounds: &Bounds) -> bool {

@@ -26,7 +26,7 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -111,7 +111,24 @@ pub struct Wire {
     cfg: Option<Arc<Config>>,
     /// Since when the backlog has made no progress while the session closes the connection.
     stall: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// What runs once the backlog is gone (see [`Wire::when_drained`]).
+    drained: OnDrained,
+    /// Backlog bytes went to the stream since its last flush (they may sit in its buffer).
+    unflushed: bool,
 }
+
+#[derive(Default)]
+struct OnDrained(Mutex<Option<Drained>>);
+
+impl std::fmt::Debug for OnDrained {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("OnDrained")
+    }
+}
+
+/// Run once a buffered response has left the backlog: with 0 when the client took all of it,
+/// else with the bytes it never got (the connection went first).
+pub type Drained = Box<dyn FnOnce(u64) + Send>;
 
 impl Wire {
     /// The connection `stream`, numbered `connection` (`$connection`).
@@ -131,7 +148,36 @@ impl Wire {
             backlog: Backlog::default(),
             cfg: None,
             stall: None,
+            drained: OnDrained::default(),
+            unflushed: false,
         }
+    }
+
+    /// Whether some of the response written waits for the client.
+    pub fn has_backlog(&self) -> bool {
+        !self.backlog.is_empty()
+    }
+
+    /// Run `done` once the client has taken what waits in the backlog, or when the connection
+    /// goes without (at once when nothing waits): the end of the request as the client sees it.
+    pub fn when_drained(&self, done: Drained) {
+        if self.backlog.is_empty() {
+            done(0);
+            return;
+        }
+        let mut slot = self
+            .drained
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        *slot = Some(match slot.take() {
+            // (the edge drains the backlog before the next request: not expected)
+            Some(earlier) => Box::new(move |unsent| {
+                earlier(unsent);
+                done(unsent);
+            }),
+            None => done,
+        });
     }
 
     /// Hand on the request whose head is the first `head` bytes of the buffer and whose body
@@ -223,13 +269,22 @@ impl Wire {
     }
 
     /// Send what waits in the backlog, each write progressing within `limit` (NGINX
-    /// `send_timeout`).
+    /// `send_timeout`), and flush it: the stream's own write buffer would otherwise keep the
+    /// last bytes until the next answer.
     pub async fn drain(&mut self, limit: Duration) -> io::Result<()> {
+        if self.backlog.is_empty() && !self.unflushed {
+            return Ok(());
+        }
+        let timed_out = |_| io::Error::new(io::ErrorKind::TimedOut, "send_timeout");
         while !self.backlog.is_empty() {
             tokio::time::timeout(limit, std::future::poll_fn(|cx| self.poll_send_some(cx)))
                 .await
-                .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "send_timeout"))??;
+                .map_err(timed_out)??;
         }
+        tokio::time::timeout(limit, tokio::io::AsyncWriteExt::flush(&mut self.stream))
+            .await
+            .map_err(timed_out)??;
+        self.unflushed = false;
         Ok(())
     }
 
@@ -240,10 +295,21 @@ impl Wire {
             return Poll::Ready(Ok(()));
         }
         let n = ready!(Pin::new(&mut self.stream).poll_write(cx, front))?;
+        self.unflushed = true;
         if n == 0 {
             return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
         }
         self.backlog.consume(n);
+        if self.backlog.is_empty() {
+            let slot = self
+                .drained
+                .0
+                .get_mut()
+                .unwrap_or_else(PoisonError::into_inner);
+            if let Some(done) = slot.take() {
+                done(0);
+            }
+        }
         Poll::Ready(Ok(()))
     }
 
@@ -395,7 +461,11 @@ impl AsyncWrite for Wire {
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         match this.poll_send_backlog(cx) {
-            Poll::Ready(Ok(())) => Pin::new(&mut this.stream).poll_flush(cx),
+            Poll::Ready(Ok(())) => {
+                ready!(Pin::new(&mut this.stream).poll_flush(cx))?;
+                this.unflushed = false;
+                Poll::Ready(Ok(()))
+            }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending if this.buffering.load(Ordering::Relaxed) => Poll::Ready(Ok(())),
             Poll::Pending => Poll::Pending,
@@ -428,6 +498,19 @@ impl AsyncWrite for Wire {
             }
         }
         Pin::new(&mut this.stream).poll_shutdown(cx)
+    }
+}
+
+impl Drop for Wire {
+    fn drop(&mut self) {
+        let slot = self
+            .drained
+            .0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(done) = slot.take() {
+            done(self.backlog.len());
+        }
     }
 }
 

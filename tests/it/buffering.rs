@@ -175,3 +175,89 @@ fn send_timeout_bounds_a_buffered_answer() {
         );
     }
 }
+
+/// NGINX logs a request once its client has the whole answer: the line of a buffered answer
+/// comes when the slow client has read it all, with the time that took and every byte; a client
+/// that goes first gets a line with the bytes it had.
+#[test]
+fn a_buffered_answer_is_logged_when_its_client_has_it() {
+    let (port, written) = start_big_origin(None);
+    let yaml = config(port, "on").replace(
+        "access_log: off\n",
+        "access_log: {format: '$status $body_bytes_sent $request_time', path: \"{DIR}/access.log\"}\n",
+    );
+    let p = start_proxy(&yaml);
+    let log = p.path("access.log");
+    let lines = || std::fs::read_to_string(&log).unwrap_or_default();
+    // the fields of line `n` (from 1) of the access log, once it is there
+    let line = |n: usize| -> Vec<String> {
+        assert!(
+            wait_until(Duration::from_secs(5), || lines().lines().count() >= n),
+            "no line {n} once the client was done: {}",
+            lines()
+        );
+        let all = lines();
+        let line = all.lines().nth(n - 1).unwrap_or_default();
+        line.split_whitespace().map(str::to_string).collect()
+    };
+    let upstream_done = || {
+        written
+            .recv_timeout(Duration::from_secs(10))
+            .expect("the upstream finished its answer while the client was not reading")
+    };
+
+    let (s, first) = slow_read(p.port);
+    upstream_done();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(lines(), "", "logged before the client had the answer");
+    read_rest(s, first);
+    let fields = line(1);
+    assert_eq!(fields[..2], ["200", &BIG.to_string()], "{fields:?}");
+    let took: f64 = fields[2].parse().expect("$request_time");
+    assert!(
+        took >= 1.5,
+        "$request_time {took} s: the client took longer"
+    );
+
+    // a client that reads a little and goes
+    let (s, _) = slow_read(p.port);
+    upstream_done();
+    drop(s);
+    let fields = line(2);
+    assert_eq!(fields[0], "200", "{fields:?}");
+    let sent: usize = fields[1].parse().expect("$body_bytes_sent");
+    assert!(
+        sent < BIG,
+        "{sent} bytes logged as sent to a client that read 1 KiB"
+    );
+
+    // on a kept connection: logged once the answer is read, before the next request
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    s.write_all(b"GET /big HTTP/1.1\r\nHost: a\r\n\r\n")
+        .expect("send");
+    upstream_done();
+    std::thread::sleep(Duration::from_millis(1000));
+    assert_eq!(
+        lines().lines().count(),
+        2,
+        "logged before the client had it"
+    );
+    // the whole answer comes as the client reads, not at the keep-alive timeout
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut want = usize::MAX;
+    while got.len() < want {
+        let n = s
+            .read(&mut buf)
+            .expect("the rest of the answer within 10 s");
+        assert!(n > 0, "closed after {} bytes", got.len());
+        got.extend_from_slice(&buf[..n]);
+        if let Some(at) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            want = at + 4 + BIG;
+        }
+    }
+    let fields = line(3);
+    assert_eq!(fields[..2], ["200", &BIG.to_string()], "{fields:?}");
+}
