@@ -133,14 +133,15 @@ fn past_proxy_max_temp_file_size_the_upstream_waits_for_the_client() {
     read_rest(s, first);
 }
 
-/// Where no temp file can be made (`proxy_temp_path` under a plain file), a buffered answer past
-/// `proxy_buffers` waits for the client instead, as with `buffering: off`, and still arrives
-/// whole.
+/// Where no temp file can be made (`proxy_temp_path` replaced by a plain file after the start),
+/// a buffered answer past `proxy_buffers` waits for the client instead, as with
+/// `buffering: off`, and still arrives whole.
 #[test]
 fn without_a_temp_file_the_answer_streams() {
     let (port, written) = start_big_origin(None);
-    let yaml = config(port, "on").replace("{DIR}/tmp", "{DIR}/afile/tmp");
-    let p = start_proxy_with(&yaml, &[("afile", b"a file, not a directory")]);
+    let p = start_proxy(&config(port, "on"));
+    std::fs::remove_dir(p.path("tmp")).expect("proxy_temp_path made at start");
+    std::fs::write(p.path("tmp"), "a file, not a directory").expect("write");
     let (s, first) = slow_read(p.port);
     assert!(written.recv_timeout(Duration::from_secs(2)).is_err());
     read_rest(s, first);

@@ -1,5 +1,6 @@
 //! What `outrigger -t`, the start and a reload check on disk once a config compiles: a cache
-//! directory that cannot be created or written and a missing `error_pages` file are errors with
+//! directory or a temp path set that cannot be created or written and a missing `error_pages`
+//! file are errors with
 //! `FILE:LINE:COLUMN`; a missing `root` or `alias` is a warning with its position (NGINX starts
 //! without it too). The checks create nothing.
 //!
@@ -82,6 +83,44 @@ locations:
     proxy_pass: http://app/
     cache: {zone: z}
 ";
+
+/// NGINX fails to start without its temp paths; so does a config naming one that cannot be
+/// made, at `-t` already, with its position.
+#[test]
+fn t_refuses_temp_paths_that_cannot_be_created() {
+    for key in ["proxy_temp_path", "client_body_temp_path"] {
+        for (dir_value, files) in [
+            ("/proc/outrigger-no-such-temp", &[][..]),
+            (
+                "\"{DIR}/afile/tmp\"",
+                &[("afile", &b"not a directory\n"[..])][..],
+            ),
+        ] {
+            let yaml = format!(
+                "listen: [\"127.0.0.1:1\"]\nadmin: off\n{key}: {dir_value}\n\
+                 upstreams: {{app: {{address: \"127.0.0.1:9\"}}}}\n\
+                 locations:\n  - prefix: /\n    proxy_pass: http://app/\n"
+            );
+            let (_dir, path, yaml) = config_dir(&yaml, files);
+            let stderr = refused(&path, &yaml, key);
+            assert!(stderr.contains(key), "{stderr}");
+        }
+        // one that can be made is made at start, not by -t
+        let yaml = format!(
+            "listen: [\"127.0.0.1:1\"]\nadmin: off\n{key}: \"{{DIR}}/tmp/x\"\n\
+             upstreams: {{app: {{address: \"127.0.0.1:9\"}}}}\n\
+             locations:\n  - prefix: /\n    proxy_pass: http://app/\n"
+        );
+        let (dir, path, _) = config_dir(&yaml, &[]);
+        let (code, stderr) = check(&path);
+        assert_eq!(code, Some(0), "{stderr}");
+        assert_eq!(
+            tree(dir.path()),
+            [PathBuf::from("t.yaml")],
+            "-t created nothing"
+        );
+    }
+}
 
 #[test]
 fn t_refuses_a_cache_directory_under_a_regular_file() {

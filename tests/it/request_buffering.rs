@@ -146,18 +146,20 @@ fn client_body_timeout_ends_a_stalled_upload() {
     assert_eq!(origin.hit_count(), 0);
 }
 
-/// Where no temp file can be made (`client_body_temp_path` under a plain file), a body past
-/// `client_body_buffer_size` is passed on as it comes, whole.
+/// Where no temp file can be made (`client_body_temp_path` replaced by a plain file after the
+/// start), a body past `client_body_buffer_size` is passed on as it comes, whole.
 #[test]
 fn without_a_temp_file_the_body_streams() {
     let origin = start_origin();
     let yaml = format!(
-        "{QUIET}client_body_temp_path: \"{{DIR}}/afile/body\"\n\
+        "{QUIET}client_body_temp_path: \"{{DIR}}/body\"\n\
          upstreams: {{app: {{address: \"{}\"}}}}\n\
          locations:\n  - prefix: /\n    proxy_pass: http://app\n",
         origin.addr()
     );
-    let p = start_proxy_with(&yaml, &[("afile", b"a file, not a directory")]);
+    let p = start_proxy(&yaml);
+    std::fs::remove_dir(p.path("body")).expect("client_body_temp_path made at start");
+    std::fs::write(p.path("body"), "a file, not a directory").expect("write");
     let body = pattern_body(100_000);
     let mut raw = post_head(body.len(), "");
     raw.extend_from_slice(&body);

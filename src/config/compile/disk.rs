@@ -1,6 +1,7 @@
 //! What a compiled config needs from the disk, checked when a file is loaded (`-t`, the start, a
 //! reload) so that a config that cannot start fails where it is written: each cache zone's
-//! directory can be created and written, each `error_pages` URI maps to a file; a `root` or
+//! directory and each temp path set (`proxy_temp_path`, `client_body_temp_path`) can be
+//! created and written, each `error_pages` URI maps to a file; a `root` or
 //! `alias` that does not exist is only a warning (NGINX starts without it; its requests get
 //! 404). Nothing is written, except, as root (whom `access(2)` lets write almost anywhere),
 //! an empty probe directory, removed at once, where a cache directory would be created.
@@ -27,6 +28,29 @@ impl Compiler {
                     ),
                 )
             })?;
+        }
+        // NGINX creates its temp paths at start and fails without them; the defaults (the
+        // system temp dir) are only warned about at start (their buffers then stream)
+        for (at, set, dir) in [
+            (
+                "proxy_temp_path",
+                raw.proxy_temp_path.is_some(),
+                &cfg.buffers.temp_path,
+            ),
+            (
+                "client_body_temp_path",
+                raw.client_body_temp_path.is_some(),
+                &cfg.buffers.body_temp_path,
+            ),
+        ] {
+            if set {
+                usable_dir(dir).map_err(|why| {
+                    self.err(
+                        at,
+                        format!("cannot create or write {}: {why}", dir.display()),
+                    )
+                })?;
+            }
         }
         for (key, uri) in &raw.error_pages {
             let at = format!("error_pages.{}", status_key(key).unwrap_or_default());
