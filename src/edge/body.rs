@@ -27,9 +27,7 @@ pub fn spool_for(cfg: &Config, parsed: &httparse::Request, framing: Framing) -> 
         Framing::Length(n) => Some(n),
         Framing::Chunked => None,
     };
-    let path = parsed.path?;
-    let raw_path = path.split_once('?').map_or(path, |(p, _)| p);
-    let loc = route::locate(cfg, &route::normalize(raw_path).ok()?).ok()?;
+    let (_, _, loc) = route::locate_target(cfg, parsed.path?)?;
     let location = &cfg.locations[loc];
     match &location.handler {
         Handler::Proxy(p) if p.request_buffering => {}

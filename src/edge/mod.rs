@@ -478,9 +478,7 @@ impl Edge {
         // request is handed off before a request header is built; any refusal is Pingora's to
         // answer.
         let state = self.state.load_full();
-        let raw_path = path.split_once('?').map_or(path, |(p, _)| p);
-        let norm = route::normalize(raw_path).ok()?;
-        let loc = route::locate(&state.cfg, &norm).ok()?;
+        let (raw_path, norm, loc) = route::locate_target(&state.cfg, path)?;
         if !answerable(&state.cfg, loc) {
             return None;
         }

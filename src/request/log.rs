@@ -1,11 +1,10 @@
 //! The end of every request, on both paths: its metrics and its access-log line (at once, or
 //! once the client has taken a buffered answer).
 
-use super::vars::{head_len, secs, write_clock, RequestVars};
+use super::vars::{head_len, write_at_send, RequestVars};
 use crate::metrics::METRICS;
 use crate::state::State;
 use crate::template::{Var, VarSource};
-use std::fmt::Write;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -93,24 +92,13 @@ struct Sent<'a> {
 impl VarSource for Sent<'_> {
     fn write_var(&self, var: &Var, out: &mut String) {
         let line = self.line;
-        match var {
-            Var::RequestTime => secs(out, line.start.elapsed()),
-            Var::BodyBytesSent => {
-                let _ = write!(out, "{}", line.body.saturating_sub(self.unsent));
-            }
-            Var::BytesSent => {
-                let _ = write!(
-                    out,
-                    "{}",
-                    (line.head + line.body).saturating_sub(self.unsent)
-                );
-            }
-            Var::TimeLocal | Var::TimeIso8601 | Var::Msec => write_clock(var, out),
-            _ => {
-                if let Some((_, value)) = line.values.iter().find(|(v, _)| v == var) {
-                    out.push_str(value);
-                }
-            }
+        if var.at_send() {
+            // what never left the backlog is the end of the body, then of the head
+            let body = line.body.saturating_sub(self.unsent);
+            let head = (line.head + line.body).saturating_sub(self.unsent) - body;
+            write_at_send(var, line.start, || head, body, out);
+        } else if let Some((_, value)) = line.values.iter().find(|(v, _)| v == var) {
+            out.push_str(value);
         }
     }
 }

@@ -70,6 +70,16 @@ pub fn locate(cfg: &Config, path: &str) -> Result<usize, Refusal> {
     }
 }
 
+/// For a raw request target, before a request header is built (the edge): its path without
+/// the query, that path normalised and the location serving it; `None` where [`route`] would
+/// refuse.
+pub fn locate_target<'a>(cfg: &Config, target: &'a str) -> Option<(&'a str, String, usize)> {
+    let raw_path = target.split_once('?').map_or(target, |(p, _)| p);
+    let path = normalize(raw_path).ok()?;
+    let loc = locate(cfg, &path).ok()?;
+    Some((raw_path, path, loc))
+}
+
 /// Every step in order for a parsed request: head checks, normalisation (`ctx.path`), the
 /// location and what it assigns (`Ctx::assign_location`; a slash redirect only names its
 /// location, it has no upstream).

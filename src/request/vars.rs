@@ -9,7 +9,7 @@ use pingora_core::protocols::l4::socket::SocketAddr;
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::Session;
 use std::fmt::Write;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// A request's variables with a different request URI (to compute the cache key of the URI a
 /// `Location` header names).
@@ -87,9 +87,24 @@ impl<'a> RequestVars<'a> {
     }
 }
 
-/// `$time_local`, `$time_iso8601` and `$msec`: the time now (nothing for another variable).
-pub fn write_clock(var: &Var, out: &mut String) {
+/// A variable known once the client has the answer ([`Var::at_send`]; nothing for another):
+/// the clocks now, `$request_time` since `start`, and the bytes sent, `head()` of the
+/// response's head and `body` of its body.
+pub fn write_at_send(
+    var: &Var,
+    start: Instant,
+    head: impl FnOnce() -> usize,
+    body: usize,
+    out: &mut String,
+) {
     match var {
+        Var::RequestTime => secs(out, start.elapsed()),
+        Var::BodyBytesSent => {
+            let _ = write!(out, "{body}");
+        }
+        Var::BytesSent => {
+            let _ = write!(out, "{}", head() + body);
+        }
         Var::TimeLocal => template::write_time_local(out),
         Var::TimeIso8601 => {
             let _ = write!(
@@ -145,7 +160,18 @@ impl VarSource for RequestVars<'_> {
         let req = self.req;
         let ctx = self.ctx;
         match var {
-            Var::TimeLocal | Var::TimeIso8601 | Var::Msec => write_clock(var, out),
+            Var::TimeLocal
+            | Var::TimeIso8601
+            | Var::Msec
+            | Var::RequestTime
+            | Var::BodyBytesSent
+            | Var::BytesSent => write_at_send(
+                var,
+                ctx.start,
+                || self.resp.map_or(0, head_len),
+                self.body_bytes_sent,
+                out,
+            ),
             Var::Status => {
                 let s = self.resp.map_or(0, |r| r.status.as_u16());
                 let _ = write!(out, "{s:03}");
@@ -198,7 +224,6 @@ impl VarSource for RequestVars<'_> {
                     let _ = write!(out, "{}", a.port());
                 }
             }
-            Var::RequestTime => secs(out, ctx.start.elapsed()),
             Var::RequestLength => {}
             Var::UpstreamResponseTime => {
                 if let Some(d) = ctx.upstream_time {
@@ -215,13 +240,6 @@ impl VarSource for RequestVars<'_> {
                 if let Some(s) = ctx.upstream_status {
                     let _ = write!(out, "{s}");
                 }
-            }
-            Var::BodyBytesSent => {
-                let _ = write!(out, "{}", self.body_bytes_sent);
-            }
-            Var::BytesSent => {
-                let head = self.resp.map_or(0, head_len);
-                let _ = write!(out, "{}", head + self.body_bytes_sent);
             }
             Var::RequestId => {
                 let mut hex = [0u8; 32];

@@ -301,16 +301,22 @@ impl Wire {
         }
         self.backlog.consume(n);
         if self.backlog.is_empty() {
-            let slot = self
-                .drained
-                .0
-                .get_mut()
-                .unwrap_or_else(PoisonError::into_inner);
-            if let Some(done) = slot.take() {
-                done(0);
-            }
+            self.run_drained();
         }
         Poll::Ready(Ok(()))
+    }
+
+    /// Run what waits for the backlog to be gone ([`Wire::when_drained`]), with what it holds
+    /// still.
+    fn run_drained(&mut self) {
+        let slot = self
+            .drained
+            .0
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(done) = slot.take() {
+            done(self.backlog.len());
+        }
     }
 
     /// Send the whole backlog, as far as the socket takes it now.
@@ -503,14 +509,7 @@ impl AsyncWrite for Wire {
 
 impl Drop for Wire {
     fn drop(&mut self) {
-        let slot = self
-            .drained
-            .0
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner);
-        if let Some(done) = slot.take() {
-            done(self.backlog.len());
-        }
+        self.run_drained();
     }
 }
 

@@ -64,6 +64,17 @@ fn read_rest(mut s: TcpStream, mut got: Vec<u8>) {
     );
 }
 
+/// Ask through `proxy_port` for the big answer and read a little: the upstream is still writing
+/// 2 s later (`what`: the case); then the rest arrives, byte for byte.
+fn upstream_waits_for_the_client(proxy_port: u16, written: &mpsc::Receiver<Instant>, what: &str) {
+    let (s, first) = slow_read(proxy_port);
+    assert!(
+        written.recv_timeout(Duration::from_secs(2)).is_err(),
+        "{what}: the upstream finished without the client"
+    );
+    read_rest(s, first);
+}
+
 #[test]
 fn a_slow_reader_does_not_hold_the_upstream() {
     let (port, written) = start_big_origin(None);
@@ -97,12 +108,11 @@ fn buffering_off_streams_at_the_clients_pace() {
             None => config(port, buffering),
         };
         let p = start_proxy(&yaml);
-        let (s, first) = slow_read(p.port);
-        assert!(
-            written.recv_timeout(Duration::from_secs(2)).is_err(),
-            "buffering {buffering}, X-Accel-Buffering {accel:?}: the upstream finished without the client"
+        upstream_waits_for_the_client(
+            p.port,
+            &written,
+            &format!("buffering {buffering}, X-Accel-Buffering {accel:?}"),
         );
-        read_rest(s, first);
         written
             .recv_timeout(Duration::from_secs(10))
             .expect("finished once the client read");
@@ -128,9 +138,7 @@ fn past_proxy_max_temp_file_size_the_upstream_waits_for_the_client() {
         "proxy_max_temp_file_size: 1m\nproxy_temp_path",
     );
     let p = start_proxy(&yaml);
-    let (s, first) = slow_read(p.port);
-    assert!(written.recv_timeout(Duration::from_secs(2)).is_err());
-    read_rest(s, first);
+    upstream_waits_for_the_client(p.port, &written, "past proxy_max_temp_file_size");
 }
 
 /// Where no temp file can be made (`proxy_temp_path` replaced by a plain file after the start),
@@ -142,9 +150,7 @@ fn without_a_temp_file_the_answer_streams() {
     let p = start_proxy(&config(port, "on"));
     std::fs::remove_dir(p.path("tmp")).expect("proxy_temp_path made at start");
     std::fs::write(p.path("tmp"), "a file, not a directory").expect("write");
-    let (s, first) = slow_read(p.port);
-    assert!(written.recv_timeout(Duration::from_secs(2)).is_err());
-    read_rest(s, first);
+    upstream_waits_for_the_client(p.port, &written, "no temp file");
 }
 
 /// A client that takes nothing more for `send_timeout` loses what waits for it, whether the
